@@ -1,0 +1,91 @@
+# labstack — the two commands a newcomer needs are `make lab` and `make test`.
+# Every other target is a step of those two. Nothing here needs root except
+# what .ci/run and the README's prerequisites already installed (Docker, Go).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+include versions.env
+
+# One cache for every heavy artifact (uv wheels, Go-built binaries), reused
+# between runs on the same machine. Docker images live in Docker's own store.
+LABSTACK_CACHE ?= $(HOME)/.cache/labstack
+TOOLS := $(LABSTACK_CACHE)/bin
+export UV_CACHE_DIR ?= $(LABSTACK_CACHE)/uv
+export UV_PYTHON_DOWNLOADS := never
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+ANSIBLE_PLAYBOOK := $(VENV)/bin/ansible-playbook
+SANDBOX_INVENTORY := ansible/inventories/sandbox
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+
+BASE_IMAGE ?= labstack/base:$(DEBIAN_SUITE)
+NODE_IMAGE ?= labstack/node:$(DEBIAN_SUITE)
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
+
+# ---------------------------------------------------------------- environment
+$(VENV)/.synced: pyproject.toml uv.lock
+	uv sync --frozen
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## the pinned Python environment (uv.lock)
+
+# Go tools built once from pinned module versions: $(TOOLS)/NAME-VERSION,
+# with its sha256 recorded beside it.
+define go_tool
+$(TOOLS)/$(1)-$(3):
+	@mkdir -p $(TOOLS)/.gobin-$(1)
+	GOBIN=$(TOOLS)/.gobin-$(1) CGO_ENABLED=0 go install -trimpath $(2)@$(3)
+	mv $(TOOLS)/.gobin-$(1)/$(notdir $(1)) $$@
+	cd $(TOOLS) && sha256sum $(1)-$(3) > $(1)-$(3).sha256
+endef
+MINIO_BIN := $(TOOLS)/minio-$(MINIO_VERSION)
+$(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
+
+# --------------------------------------------------------------------- images
+.PHONY: images
+images: ## build the images the lab runs (cached; prints size and id)
+	images/base/build.sh $(BASE_IMAGE) $(DEBIAN_SUITE) $(DEBIAN_MIRROR)
+	docker build --quiet --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(NODE_IMAGE) images/node
+	@docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.ID}}' | grep '^labstack/' | column -t
+
+# -------------------------------------------------------------------- sandbox
+.PHONY: sandbox
+sandbox: venv images ## create (or converge) the sandbox's containers
+	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox.yml -e sandbox_node_image=$(NODE_IMAGE)
+
+.PHONY: lab
+lab: sandbox ## build what is missing, deploy site.yml to the sandbox, print the summary
+	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/site.yml
+	$(PY) ansible/summary.py -i $(SANDBOX_INVENTORY)
+
+.PHONY: down
+down: venv ## remove every container, network and volume the sandbox created
+	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox.yml -e sandbox_state=absent
+
+# ---------------------------------------------------------------------- tests
+.PHONY: lint
+lint: venv ## yamllint, ansible-lint, ruff, basedpyright
+	$(VENV)/bin/yamllint --strict .
+	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/basedpyright
+
+.PHONY: unit
+unit: venv ## unit tests (no sandbox needed)
+	$(PYTEST) tests/unit
+
+.PHONY: infra
+infra: lab ## testinfra against the deployed sandbox
+	$(PYTEST) tests/infra
+
+.PHONY: test
+test: lint unit infra ## everything: lint, unit, chart, infra and end-to-end tests

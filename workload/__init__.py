@@ -1,0 +1,1 @@
+"""labstack's training workload: the code that runs inside every job."""
