@@ -30,7 +30,11 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
 
 # ---------------------------------------------------------------- environment
-$(VENV)/.synced: pyproject.toml uv.lock
+.PHONY: prereqs
+prereqs: ## check (as root on Debian: install) Docker, debootstrap, Go, Python 3.11, uv
+	tools/prereqs.sh
+
+$(VENV)/.synced: pyproject.toml uv.lock | prereqs
 	uv sync --frozen
 	@touch $@
 
@@ -51,7 +55,7 @@ $(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
 
 # --------------------------------------------------------------------- images
 .PHONY: images
-images: ## build the images the lab runs (cached; prints size and id)
+images: prereqs ## build the images the lab runs (cached; prints size and id)
 	images/base/build.sh $(BASE_IMAGE) $(DEBIAN_SUITE) $(DEBIAN_MIRROR)
 	docker build --quiet --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(NODE_IMAGE) images/node
 	@docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.ID}}' | grep '^labstack/' | column -t
@@ -64,7 +68,7 @@ sandbox: venv images ## create (or converge) the sandbox's containers
 .PHONY: lab
 lab: sandbox ## build what is missing, deploy site.yml to the sandbox, print the summary
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/site.yml
-	$(PY) ansible/summary.py -i $(SANDBOX_INVENTORY)
+	$(PY) -m workload.lab -i $(SANDBOX_INVENTORY)
 
 .PHONY: down
 down: venv ## remove every container, network and volume the sandbox created

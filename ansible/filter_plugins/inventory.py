@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml

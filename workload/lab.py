@@ -1,0 +1,116 @@
+"""Summary of a deployed lab: every node, its role groups and its health.
+
+    python -m workload.lab -i ansible/inventories/sandbox
+
+Reads the inventory with ansible-inventory and asks every node for systemd's
+state through Ansible itself, so it works for the sandbox (docker
+connection) and a real site (SSH) alike. Exits non-zero if a node is not
+healthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    groups: list[str]
+    state: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
+
+
+def _ansible(tool: str, inventory: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
+    done = subprocess.run(  # noqa: S603 (our own tools, argument lists)
+        [str(_BIN / tool), "-i", str(inventory), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if tool == "ansible-inventory" and done.returncode != 0:
+        raise SystemExit(f"cannot read inventory {inventory}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _groups(
+    inventory: dict, group: str = "all", parents: tuple[str, ...] = ()
+) -> dict[str, list[str]]:
+    """host -> the groups it is in (but 'all' and 'ungrouped')."""
+    found: dict[str, list[str]] = {}
+    here = parents if group in ("all", "ungrouped") else (*parents, group)
+    for host in inventory.get(group, {}).get("hosts", []):
+        found.setdefault(host, []).extend(name for name in here if name not in found[host])
+    for child in inventory.get(group, {}).get("children", []):
+        for host, names in _groups(inventory, child, here).items():
+            found.setdefault(host, []).extend(name for name in names if name not in found[host])
+    return found
+
+
+def nodes(inventory: Path) -> list[Node]:
+    groups = _groups(json.loads(_ansible("ansible-inventory", inventory, "--list")))
+    report = _ansible(
+        "ansible",
+        inventory,
+        "all",
+        "-m",
+        "ansible.builtin.command",
+        "-a",
+        "systemctl is-system-running",
+    )
+    states: dict[str, str] = {}
+    if report:
+        for play in json.loads(report).get("plays", []):
+            for task in play.get("tasks", []):
+                for host, result in task.get("hosts", {}).items():
+                    if result.get("unreachable"):
+                        states[host] = "unreachable"
+                    else:
+                        states[host] = (
+                            result.get("stdout") or result.get("msg") or "unknown"
+                        ).strip()
+    return [Node(name, names, states.get(name, "unknown")) for name, names in groups.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workload.lab",
+        description="Summary of a deployed lab: every node and its health.",
+    )
+    parser.add_argument("-i", "--inventory", type=Path, required=True, help="the site's inventory")
+    args = parser.parse_args(argv)
+    if not args.inventory.exists():
+        parser.error(f"inventory {args.inventory} does not exist")
+    found = nodes(args.inventory)
+    table = Table(title=f"labstack: {args.inventory}")
+    for column in ("node", "role groups", "systemd"):
+        table.add_column(column)
+    for node in found:
+        style = "green" if node.healthy else "red"
+        table.add_row(node.name, ", ".join(node.groups), f"[{style}]{node.state}[/{style}]")
+    Console().print(table)
+    return 0 if found and all(node.healthy for node in found) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
