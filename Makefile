@@ -16,6 +16,7 @@ export UV_CACHE_DIR ?= $(LABSTACK_CACHE)/uv
 export UV_PYTHON_DOWNLOADS := never
 
 VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 ANSIBLE_PLAYBOOK := $(VENV)/bin/ansible-playbook
