@@ -20,7 +20,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 ANSIBLE_PLAYBOOK := $(VENV)/bin/ansible-playbook
-SANDBOX_INVENTORY := ansible/inventories/sandbox
+# Another sandbox beside the default one: make lab SANDBOX_INVENTORY=DIR, a
+# copy of this inventory with other container, network and volume names.
+SANDBOX_INVENTORY ?= ansible/inventories/sandbox
+export LABSTACK_SANDBOX_INVENTORY := $(abspath $(SANDBOX_INVENTORY))
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 
 BASE_IMAGE ?= labstack/base:$(DEBIAN_SUITE)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE_DIR = REPO / "ansible"
-SANDBOX_INVENTORY = ANSIBLE_DIR / "inventories" / "sandbox"
+# The sandbox under test; LABSTACK_SANDBOX_INVENTORY points the tests at
+# another one (a second sandbox beside the first, with other names).
+SANDBOX_INVENTORY = Path(
+    os.environ.get("LABSTACK_SANDBOX_INVENTORY") or ANSIBLE_DIR / "inventories" / "sandbox"
+).resolve()
 _BIN = Path(sys.executable).parent
 
 _RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
