@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+import yaml
 from testinfra.host import Host
 
 from tests.inventory import hostvars
+from tests.playbook import ANSIBLE_DIR
 
 
 def test_systemd_is_pid_1_and_running(node: Host) -> None:
@@ -58,5 +60,8 @@ def test_time_zone(node: Host) -> None:
 
 
 def test_base_packages_installed(node: Host) -> None:
-    for package in ("ca-certificates", "curl", "python3-apt", "tzdata", "acl"):
+    defaults = yaml.safe_load((ANSIBLE_DIR / "roles/common/defaults/main.yml").read_text())
+    packages = defaults["common_packages"] + hostvars("head").get("common_extra_packages", [])
+    assert packages
+    for package in packages:
         assert node.package(package).is_installed, package
