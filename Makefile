@@ -48,6 +48,8 @@ $(TOOLS)/$(1)-$(3):
 endef
 MINIO_BIN := $(TOOLS)/minio-$(MINIO_VERSION)
 $(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
+HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)
+$(eval $(call go_tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
 
 # --------------------------------------------------------------------- images
 .PHONY: images
@@ -83,9 +85,13 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 unit: venv ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
+.PHONY: charts
+charts: venv $(HELM_BIN) ## Helm charts: lint, render, Kubernetes schemas, assertions (offline)
+	LABSTACK_HELM_BIN=$(HELM_BIN) $(PYTEST) tests/charts
+
 .PHONY: infra
 infra: lab ## testinfra against the deployed sandbox
 	$(PYTEST) tests/infra
 
 .PHONY: test
-test: lint unit infra ## everything: lint, unit, chart, infra and end-to-end tests
+test: lint unit charts infra ## everything: lint, unit, chart, infra and end-to-end tests
