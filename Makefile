@@ -85,9 +85,17 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 unit: venv ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
+# CRD definitions (HTTPRoute, ServiceMonitor) from pinned Go modules in the
+# Go module cache; `go mod download` is a no-op once they are there.
+CRD_DIRS = $(shell go env GOMODCACHE)/$(GATEWAY_API_MODULE)@$(GATEWAY_API_VERSION)/config/crd/standard:$(shell go env GOMODCACHE)/$(PROMETHEUS_OPERATOR_MODULE)@$(PROMETHEUS_OPERATOR_VERSION)/example/prometheus-operator-crd
+
+.PHONY: crds
+crds:
+	go mod download $(GATEWAY_API_MODULE)@$(GATEWAY_API_VERSION) $(PROMETHEUS_OPERATOR_MODULE)@$(PROMETHEUS_OPERATOR_VERSION)
+
 .PHONY: charts
-charts: venv $(HELM_BIN) ## Helm charts: lint, render, Kubernetes schemas, assertions (offline)
-	LABSTACK_HELM_BIN=$(HELM_BIN) $(PYTEST) tests/charts
+charts: venv $(HELM_BIN) crds ## Helm charts: lint, render, Kubernetes schemas, assertions (offline)
+	LABSTACK_HELM_BIN=$(HELM_BIN) LABSTACK_CRD_DIRS=$(CRD_DIRS) $(PYTEST) tests/charts
 
 .PHONY: infra
 infra: lab ## testinfra against the deployed sandbox
