@@ -13,7 +13,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --no-locale >/dev/null
 fi
 
-boot_dir=$(mktemp -d /tmp/pgboot.XXXXXX)
+boot_dir=$(mktemp -d "${TMPDIR:-/tmp}/pgboot.XXXXXX")
 chmod 700 "$boot_dir"
 printf 'local all postgres trust\n' > "$boot_dir/pg_hba.conf"
 pg_ctl -D "$PGDATA" -w -l "$boot_dir/log" start -o \
