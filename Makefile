@@ -91,9 +91,25 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 unit: venv ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
+HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)
+$(eval $(call go_tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
+
+# CRD definitions (HTTPRoute, ServiceMonitor) from pinned Go modules in the
+# Go module cache; `go mod download` is a no-op once they are there.
+CRD_DIRS = $(shell go env GOMODCACHE)/$(GATEWAY_API_MODULE)@$(GATEWAY_API_VERSION)/config/crd/standard:$(shell go env GOMODCACHE)/$(PROMETHEUS_OPERATOR_MODULE)@$(PROMETHEUS_OPERATOR_VERSION)/example/prometheus-operator-crd
+
+.PHONY: crds
+crds:
+	go mod download $(GATEWAY_API_MODULE)@$(GATEWAY_API_VERSION) $(PROMETHEUS_OPERATOR_MODULE)@$(PROMETHEUS_OPERATOR_VERSION)
+
+.PHONY: charts
+charts: venv $(HELM_BIN) $(MINIO_BIN) crds ## Helm charts: lint, render, schemas, assertions (offline)
+	LABSTACK_HELM_BIN=$(HELM_BIN) LABSTACK_MINIO_BIN=$(MINIO_BIN) LABSTACK_CRD_DIRS=$(CRD_DIRS) \
+		$(PYTEST) tests/charts
+
 .PHONY: infra
 infra: lab ## testinfra against the deployed sandbox
 	$(PYTEST) tests/infra
 
 .PHONY: test
-test: lint unit infra ## everything: lint, unit, chart, infra and end-to-end tests
+test: lint unit charts infra ## everything: lint, unit, chart, infra and end-to-end tests
