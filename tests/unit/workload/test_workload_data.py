@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import Minio
 
 from workload.data import DatasetCache, DatasetExistsError, ManifestError, open_archive, publish
+from workload.localservers import Minio
 from workload.s3 import S3AccessError, S3Settings, check_access, make_client
 from workload.shapes import ShapesSplit, write_tar
 

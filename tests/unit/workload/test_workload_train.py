@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import Minio, free_port
 from mlflow.tracking import MlflowClient
 
 from workload import checkpoint
 from workload.config import TrainConfig
 from workload.data import Manifest, publish
+from workload.localservers import Minio, free_port
 from workload.shapes import write_tar
 
 REPO = Path(__file__).resolve().parents[3]
@@ -39,7 +39,7 @@ class Hook(BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -83,6 +83,11 @@ def train_argv(*extra: str) -> list[str]:
     return argv + list(extra)
 
 
+def experiment_id(client: MlflowClient) -> str:
+    found = client.get_experiment_by_name("itest")
+    return found.experiment_id if found else client.create_experiment("itest")
+
+
 def final_state(client: MlflowClient, run_id: str) -> dict[str, Any]:
     state = checkpoint.latest(client, run_id)
     assert state is not None, f"run {run_id} has no checkpoint"
@@ -104,7 +109,9 @@ def uninterrupted(
         )
     assert done.returncode == 0, done.stderr[-4000:]
     client = MlflowClient(mlflow_url)
-    runs = client.search_runs([client.get_experiment_by_name("itest").experiment_id])
+    runs = client.search_runs([experiment_id(client)], "attributes.run_name != 'ddp'")
+    runs = [r for r in runs if r.info.run_name not in {"ddp", "preempted"}]
+    assert len(runs) == 1
     return runs[0].info.run_id, done.stdout + done.stderr
 
 
@@ -157,9 +164,7 @@ def test_preempted_run_resumes_to_the_same_weights(
     uninterrupted: tuple[str, str], minio: Minio, mlflow_url: str, tmp_path: Path
 ) -> None:
     client = MlflowClient(mlflow_url)
-    experiment = client.get_experiment_by_name("itest")
-    assert experiment is not None
-    run_id = client.create_run(experiment.experiment_id, run_name="preempted").info.run_id
+    run_id = client.create_run(experiment_id(client), run_name="preempted").info.run_id
     dead_hook = f"http://127.0.0.1:{free_port()}/nobody-listens"
     env = {**train_env(minio, mlflow_url, tmp_path, dead_hook), "MLFLOW_RUN_ID": run_id}
     argv = train_argv("--step-sleep", "0.3")
@@ -187,3 +192,22 @@ def test_preempted_run_resumes_to_the_same_weights(
     assert want["model"].keys() == got["model"].keys()
     for name, tensor in want["model"].items():
         assert torch.equal(tensor, got["model"][name]), f"{name} differs after resume"
+
+
+def test_ddp_two_ranks_with_torchrun(
+    minio: Minio, mlflow_url: str, shapes: Manifest, tmp_path: Path
+) -> None:
+    client = MlflowClient(mlflow_url)
+    run_id = client.create_run(experiment_id(client), run_name="ddp").info.run_id
+    env = {**train_env(minio, mlflow_url, tmp_path, ""), "MLFLOW_RUN_ID": run_id}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    argv += ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    argv += train_argv("--max-steps", "2")[1:]  # torchrun runs "-m workload.train ..."
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dist.world_size"] == "2"
+    state = final_state(client, run_id)
+    assert state["step"] == 2
+    assert len(state["rng"]) == 2  # every rank's RNG state, for an exact resume
