@@ -49,6 +49,20 @@ def main() -> None:
                 with ThreadPoolExecutor(WORKERS) as pool:
                     assert sum(pool.map(get, keys)) == manifest.total_bytes
 
+            def raw_get_to_files() -> None:
+                out = tmp / "raw"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+
+                def get(key: str) -> None:
+                    body = client.get_object(Bucket="datasets", Key=key)["Body"]
+                    with (out / Path(key).name).open("wb") as handle:
+                        for chunk in body.iter_chunks(1 << 20):
+                            handle.write(chunk)
+
+                with ThreadPoolExecutor(WORKERS) as pool:
+                    list(pool.map(get, keys))
+
             def first_epoch(levels: str) -> None:
                 shutil.rmtree(tmp / "cache", ignore_errors=True)
                 shared = tmp / "cache" / "shared" if levels == "shared+local" else None
@@ -84,6 +98,11 @@ def main() -> None:
             print(f"{FILES} objects, {total_mb:.0f} MiB, {WORKERS} threads, median of {REPEATS}")
             raw = median_seconds(raw_get, REPEATS)
             print(f"raw boto3 GETs to memory           {raw:6.2f} s  {total_mb / raw:7.1f} MiB/s")
+            to_files = median_seconds(raw_get_to_files, REPEATS)
+            print(
+                f"raw boto3 GETs to local files      {to_files:6.2f} s  "
+                f"{total_mb / to_files:7.1f} MiB/s  (context: no hashing, no cache)"
+            )
             for levels in ("local", "shared+local"):
                 ours = median_seconds(lambda levels=levels: first_epoch(levels), REPEATS)
                 print(

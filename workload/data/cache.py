@@ -223,7 +223,8 @@ class DatasetCache:
         self._fill(0, list(manifest.files), report)
         return self.levels[0].dir, report
 
-    def _fill(self, index: int, wanted: list[FileEntry], report: FetchReport) -> None:
+    def _fill(self, index: int, wanted: list[FileEntry], report: FetchReport) -> set[str]:
+        """Make `wanted` valid in level `index`; returns the paths hashed during this call."""
         level = self.levels[index]
         with _flock(level.lock_path):
             stamps = level.read_stamps()
@@ -236,17 +237,23 @@ class DatasetCache:
             for entry in missing:
                 if (level.dir / entry.path).exists():
                     report.corrupt_replaced.append(f"{level.dir / entry.path}")
+            fresh: set[str] = set()
             if missing:
                 if index + 1 < len(self.levels):
-                    self._fill(index + 1, missing, report)
+                    just_hashed = self._fill(index + 1, missing, report)
                     source = self.levels[index + 1]
-                    self._parallel(lambda e: self._copy(source, level, e, report), missing)
+                    self._parallel(
+                        lambda e: self._copy(source, level, e, e.path in just_hashed, report),
+                        missing,
+                    )
                 else:
                     self._parallel(lambda e: self._download(level, e, report), missing)
+                fresh = {e.path for e in missing}
             if trusted != {e.path for e in wanted}:
                 for entry in wanted:
                     stamps[entry.path] = level.stat_key(level.dir / entry.path)
                 level.write_stamps(stamps)
+            return fresh | {e.path for e in to_hash}
 
     def _parallel(self, func: Callable[[FileEntry], Any], entries: list[FileEntry]) -> list[Any]:
         if len(entries) <= 1:
@@ -266,12 +273,30 @@ class DatasetCache:
         report.add("from_s3")
         report.add("bytes_from_s3", entry.size)
 
-    def _copy(self, source: _Level, level: _Level, entry: FileEntry, report: FetchReport) -> None:
+    def _copy(
+        self, source: _Level, level: _Level, entry: FileEntry, hashed: bool, report: FetchReport
+    ) -> None:
+        """Copy from the level below; hash while copying unless it was hashed just now."""
         src = source.dir / entry.path
+        dest = level.dir / entry.path
+        if hashed:  # verified by this fetch a moment ago: a kernel-side copy suffices
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+            )
+            os.close(fd)
+            try:
+                shutil.copyfile(src, tmp_name)
+                if os.path.getsize(tmp_name) != entry.size:
+                    raise ManifestError(f"{src}: changed while being copied to {dest}")
+                os.replace(tmp_name, dest)
+            finally:
+                Path(tmp_name).unlink(missing_ok=True)
+        else:
 
-        def fill(out: Any) -> None:
-            with src.open("rb") as handle:
-                shutil.copyfileobj(handle, out, CHUNK)
+            def fill(out: Any) -> None:
+                with src.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, CHUNK)
 
-        _atomic_write(level.dir / entry.path, fill, entry, str(src))
+            _atomic_write(dest, fill, entry, str(src))
         report.add("from_shared")
