@@ -56,6 +56,8 @@ $(TOOLS)/$(1)-$(3):
 endef
 MINIO_BIN := $(TOOLS)/minio-$(MINIO_VERSION)
 $(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
+# The unit tests start their own MinIO server from this binary.
+export LABSTACK_MINIO_BIN := $(MINIO_BIN)
 
 # --------------------------------------------------------------------- images
 .PHONY: images
@@ -88,7 +90,7 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 	$(VENV)/bin/basedpyright
 
 .PHONY: unit
-unit: venv ## unit tests (no sandbox needed)
+unit: venv $(MINIO_BIN) ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
 HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)

@@ -1,0 +1,212 @@
+"""workload.data against a real MinIO: publish, the two-level cache, verification, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from workload.data import DatasetCache, DatasetExistsError, ManifestError, open_archive, publish
+from workload.localservers import Minio
+from workload.s3 import S3AccessError, S3Settings, check_access, make_client
+from workload.shapes import ShapesSplit, write_tar
+
+
+def make_tree(root: Path, files: int = 6) -> dict[str, bytes]:
+    contents = {}
+    for k in range(files):
+        rel = f"part{k % 2}/file{k}.bin"
+        payload = os.urandom(1000 + 977 * k)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(payload)
+        contents[rel] = payload
+    return contents
+
+
+def cache(s3: Any, tmp: Path, version: str, **kwargs: Any) -> DatasetCache:
+    return DatasetCache(
+        s3, "tree", version, shared_root=tmp / "shared", local_root=tmp / "local", **kwargs
+    )
+
+
+def test_publish_then_read_through_both_cache_levels(s3: Any, tmp_path: Path) -> None:
+    contents = make_tree(tmp_path / "src")
+    manifest = publish(s3, tmp_path / "src", "tree", "v1")
+    assert {f.path for f in manifest.files} == set(contents)
+
+    path, first = cache(s3, tmp_path, "v1").fetch()
+    # S3 -> shared cache -> node-local copy
+    assert (first.from_s3, first.from_shared, first.local_hits) == (len(contents), len(contents), 0)
+    assert path == tmp_path / "local" / "tree" / "v1"
+    assert {rel: (path / rel).read_bytes() for rel in contents} == contents
+
+    _, second = cache(s3, tmp_path, "v1").fetch()
+    assert (second.from_s3, second.from_shared, second.local_hits) == (0, 0, len(contents))
+
+    shutil.rmtree(tmp_path / "local")
+    path, third = cache(s3, tmp_path, "v1").fetch()
+    assert (third.from_s3, third.from_shared, third.local_hits) == (0, len(contents), 0)
+    assert {rel: (path / rel).read_bytes() for rel in contents} == contents
+    assert not list(path.rglob("*.part")), "no temporary file is left behind"
+
+
+def test_published_version_is_never_overwritten(s3: Any, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", files=2)
+    publish(s3, tmp_path / "src", "tree", "immutable")
+    before = s3.get_object(Bucket="datasets", Key="tree/immutable/MANIFEST.json")["Body"].read()
+    make_tree(tmp_path / "other", files=3)
+    with pytest.raises(DatasetExistsError, match="tree/immutable"):
+        publish(s3, tmp_path / "other", "tree", "immutable")
+    after = s3.get_object(Bucket="datasets", Key="tree/immutable/MANIFEST.json")["Body"].read()
+    assert before == after
+
+
+def test_bad_names_and_sources_are_named(s3: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"dataset version '\.\./x'"):
+        publish(s3, tmp_path, "tree", "../x")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        publish(s3, tmp_path / "nowhere", "tree", "v9")
+    with pytest.raises(ManifestError, match="tree/never/ is not published"):
+        cache(s3, tmp_path, "never").fetch()
+
+
+def test_corrupted_cached_file_is_detected_and_refetched(s3: Any, tmp_path: Path) -> None:
+    contents = make_tree(tmp_path / "src", files=3)
+    publish(s3, tmp_path / "src", "tree", "v-corrupt")
+    path, _ = cache(s3, tmp_path, "v-corrupt").fetch()
+    victim = sorted(contents)[1]
+    local = path / victim
+    shared = tmp_path / "shared" / "tree" / "v-corrupt" / victim
+    local.write_bytes(b"\0" * len(contents[victim]))  # same size, wrong bytes
+
+    _, report = cache(s3, tmp_path, "v-corrupt").fetch()
+    assert report.corrupt_replaced == [str(local)]
+    assert report.from_shared == 1
+    assert local.read_bytes() == contents[victim]
+
+    local.write_bytes(b"junk")
+    shared.write_bytes(b"junk")
+    _, report = cache(s3, tmp_path, "v-corrupt").fetch()
+    assert sorted(report.corrupt_replaced) == sorted([str(local), str(shared)])
+    assert report.from_s3 == 1
+    assert local.read_bytes() == shared.read_bytes() == contents[victim]
+
+
+def test_object_altered_in_s3_fails_naming_the_key(s3: Any, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", files=2)
+    manifest = publish(s3, tmp_path / "src", "tree", "v-tampered")
+    key = f"tree/v-tampered/{manifest.files[0].path}"
+    s3.put_object(Bucket="datasets", Key=key, Body=b"tampered")
+    with pytest.raises(ManifestError, match=key):
+        cache(s3, tmp_path, "v-tampered").fetch()
+    assert not (tmp_path / "local" / key).exists()
+
+
+FETCH = """
+import json, sys
+from pathlib import Path
+from workload.data import DatasetCache
+from workload.s3 import S3Settings, make_client
+client = make_client(S3Settings.from_env())
+_, report = DatasetCache.from_env(client, "tree", sys.argv[1]).fetch()
+print(json.dumps({"from_s3": report.from_s3, "from_shared": report.from_shared}))
+"""
+
+
+def test_concurrent_readers_on_one_node_download_once(
+    s3: Any, minio: Minio, tmp_path: Path
+) -> None:
+    contents = make_tree(tmp_path / "src", files=8)
+    publish(s3, tmp_path / "src", "tree", "v-concurrent")
+    env = {
+        **os.environ,
+        **minio.env(),
+        "DATA_PATH": str(tmp_path / "shared"),
+        "DATA_EPHEMERAL_PATH": str(tmp_path / "local"),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FETCH, "v-concurrent"], env=env, stdout=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    reports = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(r["from_s3"] for r in reports) == len(contents)
+    assert sum(r["from_shared"] for r in reports) == len(contents)
+
+
+def test_wrong_credentials_name_the_endpoint(minio: Minio) -> None:
+    bad = make_client(S3Settings(minio.endpoint, minio.access_key, "not-the-secret"))
+    with pytest.raises(
+        S3AccessError, match=f"S3 endpoint {minio.endpoint} rejected the credentials"
+    ):
+        check_access(bad, "datasets")
+    good = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    with pytest.raises(S3AccessError, match="has no bucket 'absent'"):
+        check_access(good, "absent")
+
+
+def test_publish_cli_uploads_an_archive(minio: Minio, tmp_path: Path) -> None:
+    write_tar(tmp_path / "shapes.tar", train=64, val=16, size=16, seed=3)
+    env = {**os.environ, **minio.env(), "DATA_EPHEMERAL_PATH": str(tmp_path / "local")}
+    argv = [sys.executable, "-m", "workload.data", "publish", str(tmp_path / "shapes.tar")]
+    argv += ["--name", "shapes-cli", "--version", "v1"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert "published s3://datasets/shapes-cli/v1/: 1 files" in done.stdout
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode != 0
+    assert "already published" in again.stderr
+    assert minio.secret_key not in done.stdout + done.stderr + again.stderr
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip", "dir"])
+def test_archive_readers_agree(tmp_path: Path, kind: str) -> None:
+    contents = make_tree(tmp_path / "src", files=4)
+    if kind == "tar":
+        target = tmp_path / "a.tar"
+        with tarfile.open(target, "w") as tar:
+            tar.add(tmp_path / "src", arcname=".", recursive=True)
+        contents = {f"./{k}": v for k, v in contents.items()}
+    elif kind == "zip":
+        target = tmp_path / "a.zip"
+        with zipfile.ZipFile(target, "w") as archive:
+            for rel, payload in contents.items():
+                archive.writestr(rel, payload)
+    else:
+        target = tmp_path / "src"
+    reader = open_archive(target)
+    assert reader.names() == sorted(contents)
+    assert {name: reader.read(name) for name in reader.names()} == contents
+    with pytest.raises(KeyError, match=r"missing\.bin"):
+        reader.read("missing.bin")
+
+
+def test_compressed_tar_is_refused_with_its_name(tmp_path: Path) -> None:
+    target = tmp_path / "a.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(__file__, arcname="x.py")
+    with pytest.raises(ValueError, match=r"a\.tar\.gz: compressed tar"):
+        open_archive(target)
+
+
+def test_tar_dataset_in_dataloader_workers(tmp_path: Path) -> None:
+    write_tar(tmp_path / "shapes.tar", train=40, val=8, size=12, seed=1)
+    split = ShapesSplit(open_archive(tmp_path / "shapes.tar"), "train")
+    direct = [split[i] for i in range(len(split))]
+    loader = torch.utils.data.DataLoader(split, batch_size=8, num_workers=2)
+    images = torch.cat([batch[0] for batch in loader])
+    labels = torch.cat([batch[1] for batch in loader])
+    assert torch.equal(images, torch.stack([d[0] for d in direct]))
+    assert labels.tolist() == [d[1] for d in direct]
+    assert np.unique(labels.numpy()).size > 1

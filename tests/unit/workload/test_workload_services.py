@@ -1,0 +1,103 @@
+"""Tracking (async batched metrics), notifications and credentials."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from workload.config import parse
+from workload.credentials import CredentialError, fetch_from_openbao, redact
+from workload.localservers import free_port
+from workload.notify import notify
+from workload.tracking import Tracker
+
+
+def test_async_batched_metrics_all_arrive(mlflow_url: str) -> None:
+    client = MlflowClient(mlflow_url)
+    experiment = client.create_experiment("tracker-unit")
+    tracker = Tracker(client, client.create_run(experiment).info.run_id, flush_seconds=0.2)
+    for step in range(1200):  # more than one log_batch call (1000 metrics each)
+        tracker.log_metrics({"a": step * 0.5, "b": -step}, step)
+    tracker.flush()
+    assert len(client.get_metric_history(tracker.run_id, "a")) == 1200
+    tracker.log_metrics({"a": 1.0}, 1200)
+    tracker.finish("FINISHED")
+    history = client.get_metric_history(tracker.run_id, "a")
+    assert sorted(m.step for m in history) == list(range(1201))
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_params_of_a_resumed_run_must_not_change(mlflow_url: str) -> None:
+    client = MlflowClient(mlflow_url)
+    experiment = client.create_experiment("tracker-params")
+    tracker = Tracker(client, client.create_run(experiment).info.run_id, enabled=False)
+    tracker.log_params({"lr": 0.1, "seed": 1})
+    tracker.log_params({"lr": 0.1, "seed": 1, "new": "x"})
+    with pytest.raises(ValueError, match=r"other values for \['lr'\]"):
+        tracker.log_params({"lr": 0.2})
+    assert client.get_run(tracker.run_id).data.params == {"lr": "0.1", "seed": "1", "new": "x"}
+
+
+def test_secrets_never_reach_mlflow(mlflow_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-123")
+    client = MlflowClient(mlflow_url)
+    experiment = client.create_experiment("tracker-secrets")
+    tracker = Tracker(client, client.create_run(experiment).info.run_id, enabled=False)
+    with pytest.raises(ValueError, match="'endpoint' to MLflow: its value contains a secret"):
+        tracker.set_tags({"endpoint": "http://u:s3cr3t-value-123@host"})
+    with pytest.raises(ValueError, match="'password'"):
+        tracker.log_params({"password": "s3cr3t-value-123"})
+    assert "s3cr3t" not in str(client.get_run(tracker.run_id).data)
+    assert redact("key=s3cr3t-value-123") == "key=***"
+
+
+def test_webhook_delivers_and_a_failing_one_does_not_raise() -> None:
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert notify(f"http://127.0.0.1:{server.server_address[1]}/x", "run 1 started")
+    finally:
+        server.shutdown()
+    assert received == [b'{"text": "run 1 started"}']
+    assert not notify(f"http://127.0.0.1:{free_port()}/closed", "nobody listens", timeout=2)
+    assert not notify("file:///etc/passwd", "not http")
+    assert not notify(None, "unset")
+
+
+def test_openbao_failure_names_the_endpoint_never_the_secret() -> None:
+    port = free_port()
+    env = {
+        "BAO_ADDR": f"http://127.0.0.1:{port}",
+        "BAO_ROLE_ID": "role-1",
+        "BAO_SECRET_ID": "secret-id-value",
+    }
+    with pytest.raises(CredentialError, match=f"OpenBao at http://127.0.0.1:{port}") as info:
+        fetch_from_openbao(env)
+    assert "secret-id-value" not in str(info.value)
+    assert "BAO_SECRET_ID" not in env, "the secret id is consumed, never passed on"
+    with pytest.raises(CredentialError, match="neither BAO_TOKEN nor BAO_ROLE_ID"):
+        fetch_from_openbao({"BAO_ADDR": "http://127.0.0.1:1"})
+    assert fetch_from_openbao({}) == []
+
+
+def test_train_rejects_bad_flags_by_name() -> None:
+    with pytest.raises(SystemExit, match="--batch-size must be positive"):
+        parse(["--batch-size", "0"])
+    with pytest.raises(SystemExit, match="--device 'tpu'"):
+        parse(["--device", "tpu"])
+    assert parse(["--dev"]).effective().max_steps == 20

@@ -1,0 +1,302 @@
+"""Read a dataset version through a two-level cache: S3 -> shared cache -> node-local copy.
+
+Layout of each cache level (`DATA_PATH`, shared between nodes; `DATA_EPHEMERAL_PATH`,
+node-local scratch), for dataset NAME version VERSION:
+
+    NAME/VERSION/...                   the files, exactly as published
+    NAME/VERSION.manifest.json         the manifest (versions are immutable)
+    NAME/VERSION.verified.json         stat() of each file when its hash last matched
+    NAME/VERSION.lock                  flock: one process per level fills a version
+
+Every file is written to a temporary name in its final directory and renamed
+into place once its sha256 matched the manifest, so readers never see a partial
+file. A file whose size or mtime changed since it was verified is hashed again,
+and refetched when it no longer matches (`verify="full"` rehashes everything).
+Files are not fsync'ed: a cache is refetchable, and after a machine crash
+`verify="full"` (`python -m workload.data fetch --verify full`) rechecks it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Any, Literal
+
+from workload.data.manifest import CHUNK, MANIFEST_NAME, FileEntry, Manifest, ManifestError
+from workload.data.publish import version_prefix
+
+Verify = Literal["stat", "full"]
+
+
+@dataclass
+class FetchReport:
+    """What one `fetch()` did, per file."""
+
+    local_hits: int = 0
+    from_shared: int = 0
+    from_s3: int = 0
+    bytes_from_s3: int = 0
+    corrupt_replaced: list[str] = field(default_factory=list)
+    _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
+
+    def add(self, attr: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, attr, getattr(self, attr) + amount)
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _atomic_write(dest: Path, fill: Callable[[Any], None], entry: FileEntry, origin: str) -> None:
+    """Write through `fill(handle)` to a temporary file, check size and sha256, rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            fill(hashing)
+        if hashing.size != entry.size or hashing.hexdigest() != entry.sha256:
+            raise ManifestError(
+                f"{origin}: got {hashing.size} bytes sha256 {hashing.hexdigest()[:12]}, "
+                f"manifest says {entry.size} bytes sha256 {entry.sha256[:12]}"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _HashingWriter:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+class _Level:
+    """One cache directory (shared or node-local)."""
+
+    def __init__(self, root: Path, name: str, version: str) -> None:
+        self.root = root
+        self.dir = root / name / version
+        self.manifest_path = root / name / f"{version}.manifest.json"
+        self.stamp_path = root / name / f"{version}.verified.json"
+        self.lock_path = root / name / f"{version}.lock"
+
+    def read_stamps(self) -> dict[str, list[int]]:
+        try:
+            return json.loads(self.stamp_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_stamps(self, stamps: dict[str, list[int]]) -> None:
+        tmp = self.stamp_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(stamps))
+        os.replace(tmp, self.stamp_path)
+
+    @staticmethod
+    def stat_key(path: Path) -> list[int]:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def stamped(self, entry: FileEntry, stamps: dict[str, list[int]]) -> bool:
+        """The file is unchanged (size, mtime, inode) since its hash last matched."""
+        try:
+            return stamps.get(entry.path) == self.stat_key(self.dir / entry.path)
+        except FileNotFoundError:
+            return False
+
+    def valid(self, entry: FileEntry, stamps: dict[str, list[int]], verify: Verify) -> bool:
+        path = self.dir / entry.path
+        try:
+            key = self.stat_key(path)
+        except FileNotFoundError:
+            return False
+        if key[0] != entry.size:
+            return False
+        if verify == "stat" and stamps.get(entry.path) == key:
+            return True
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest() == entry.sha256
+
+
+class DatasetCache:
+    """A dataset version, materialised in the nearest cache level on `fetch()`."""
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        version: str,
+        *,
+        bucket: str = "datasets",
+        shared_root: Path | None = None,
+        local_root: Path | None = None,
+        workers: int = 8,
+        verify: Verify = "stat",
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.version = version
+        self.bucket = bucket
+        self.prefix = version_prefix(name, version)
+        self.levels = [_Level(r, name, version) for r in (local_root, shared_root) if r is not None]
+        if not self.levels:
+            raise ValueError("no cache directory: set DATA_PATH and/or DATA_EPHEMERAL_PATH")
+        self.workers = workers
+        self.verify: Verify = verify
+
+    @classmethod
+    def from_env(cls, client: Any, name: str, version: str, **kwargs: Any) -> DatasetCache:
+        shared = os.environ.get("DATA_PATH")
+        local = os.environ.get("DATA_EPHEMERAL_PATH")
+        return cls(
+            client,
+            name,
+            version,
+            shared_root=Path(shared) if shared else None,
+            local_root=Path(local) if local else None,
+            **kwargs,
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def manifest(self) -> Manifest:
+        """The version's manifest: from the nearest cache level, else from S3 (then cached)."""
+        for level in self.levels:
+            if level.manifest_path.exists():
+                return Manifest.from_json(
+                    level.manifest_path.read_bytes(), str(level.manifest_path)
+                )
+        key = self.prefix + MANIFEST_NAME
+        try:
+            raw = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise ManifestError(f"{self.uri} is not published (no {MANIFEST_NAME})") from None
+        manifest = Manifest.from_json(raw, f"s3://{self.bucket}/{key}")
+        if (manifest.name, manifest.version) != (self.name, self.version):
+            raise ManifestError(
+                f"s3://{self.bucket}/{key} describes {manifest.name}/{manifest.version}"
+            )
+        for level in self.levels:
+            level.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = level.manifest_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(raw)
+            os.replace(tmp, level.manifest_path)
+        return manifest
+
+    def fetch(self) -> tuple[Path, FetchReport]:
+        """Make every file present and verified in the nearest level; return its directory."""
+        manifest = self.manifest()
+        report = FetchReport()
+        self._fill(0, list(manifest.files), report)
+        return self.levels[0].dir, report
+
+    def _fill(self, index: int, wanted: list[FileEntry], report: FetchReport) -> set[str]:
+        """Make `wanted` valid in level `index`; returns the paths hashed during this call."""
+        level = self.levels[index]
+        with _flock(level.lock_path):
+            stamps = level.read_stamps()
+            trusted = {e.path for e in wanted if self.verify == "stat" and level.stamped(e, stamps)}
+            to_hash = [e for e in wanted if e.path not in trusted]
+            checked = self._parallel(lambda e: (e, level.valid(e, stamps, "full")), to_hash)
+            missing = [entry for entry, ok in checked if not ok]
+            if index == 0:
+                report.add("local_hits", len(wanted) - len(missing))
+            for entry in missing:
+                if (level.dir / entry.path).exists():
+                    report.corrupt_replaced.append(f"{level.dir / entry.path}")
+            fresh: set[str] = set()
+            if missing:
+                if index + 1 < len(self.levels):
+                    just_hashed = self._fill(index + 1, missing, report)
+                    source = self.levels[index + 1]
+                    self._parallel(
+                        lambda e: self._copy(source, level, e, e.path in just_hashed, report),
+                        missing,
+                    )
+                else:
+                    self._parallel(lambda e: self._download(level, e, report), missing)
+                fresh = {e.path for e in missing}
+            if trusted != {e.path for e in wanted}:
+                for entry in wanted:
+                    stamps[entry.path] = level.stat_key(level.dir / entry.path)
+                level.write_stamps(stamps)
+            return fresh | {e.path for e in to_hash}
+
+    def _parallel(self, func: Callable[[FileEntry], Any], entries: list[FileEntry]) -> list[Any]:
+        if len(entries) <= 1:
+            return [func(e) for e in entries]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(func, entries))
+
+    def _download(self, level: _Level, entry: FileEntry, report: FetchReport) -> None:
+        key = self.prefix + entry.path
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+
+        def fill(out: Any) -> None:
+            for chunk in body.iter_chunks(CHUNK):
+                out.write(chunk)
+
+        _atomic_write(level.dir / entry.path, fill, entry, f"s3://{self.bucket}/{key}")
+        report.add("from_s3")
+        report.add("bytes_from_s3", entry.size)
+
+    def _copy(
+        self, source: _Level, level: _Level, entry: FileEntry, hashed: bool, report: FetchReport
+    ) -> None:
+        """Copy from the level below; hash while copying unless it was hashed just now."""
+        src = source.dir / entry.path
+        dest = level.dir / entry.path
+        if hashed:  # verified by this fetch a moment ago: a kernel-side copy suffices
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+            )
+            os.close(fd)
+            try:
+                shutil.copyfile(src, tmp_name)
+                if os.path.getsize(tmp_name) != entry.size:
+                    raise ManifestError(f"{src}: changed while being copied to {dest}")
+                os.replace(tmp_name, dest)
+            finally:
+                Path(tmp_name).unlink(missing_ok=True)
+        else:
+
+            def fill(out: Any) -> None:
+                with src.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, CHUNK)
+
+            _atomic_write(dest, fill, entry, str(src))
+        report.add("from_shared")

@@ -1,0 +1,93 @@
+"""The coordinates of a result: code, environment, data and job, as MLflow tags."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        argv = ["git", "-C", str(repo), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)  # noqa: S603
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def git_state(repo: Path) -> tuple[dict[str, str], str | None]:
+    """Tags `git.commit`, `git.branch`, `git.dirty`, and the diff against HEAD when dirty.
+
+    Outside a checkout (an image built from a wheel) the launcher passes the
+    commit through `LABSTACK_GIT_COMMIT`/`LABSTACK_GIT_BRANCH` instead.
+    """
+    commit = _git(repo, "rev-parse", "HEAD")
+    if commit is None:
+        tags = {"git.commit": os.environ.get("LABSTACK_GIT_COMMIT", "unknown")}
+        if branch := os.environ.get("LABSTACK_GIT_BRANCH"):
+            tags["git.branch"] = branch
+        return tags, None
+    status = _git(repo, "status", "--porcelain") or ""
+    diff = (_git(repo, "diff", "HEAD") or "") if status.strip() else None
+    branch = (_git(repo, "rev-parse", "--abbrev-ref", "HEAD") or "").strip()
+    tags = {"git.commit": commit.strip(), "git.branch": branch, "git.dirty": str(bool(diff))}
+    return tags, diff
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def environment_tags(lock_file: Path) -> dict[str, str]:
+    tags = {
+        "env.python": platform.python_version(),
+        "env.torch": torch.__version__,
+        "env.cuda": str(torch.version.cuda),
+        "env.cuda_available": str(torch.cuda.is_available()),
+    }
+    if lock_hash := file_sha256(lock_file):
+        tags["env.lock_sha256"] = lock_hash
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        tags["env.gpus"] = ", ".join(names)
+        try:
+            import pynvml  # pyright: ignore[reportMissingImports]
+
+            pynvml.nvmlInit()
+            tags["env.driver"] = str(pynvml.nvmlSystemGetDriverVersion())
+        except Exception:  # the driver version is best effort
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],  # noqa: S607
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if smi.returncode == 0:
+                tags["env.driver"] = smi.stdout.splitlines()[0].strip()
+    if digest := os.environ.get("LABSTACK_IMAGE_DIGEST"):
+        tags["env.image_digest"] = digest
+    return tags
+
+
+def job_tags() -> dict[str, str]:
+    """Scheduler job id (Slurm or Kubernetes) and host."""
+    tags = {"job.host": socket.gethostname()}
+    if job := os.environ.get("SLURM_JOB_ID"):
+        tags["job.scheduler"] = "slurm"
+        tags["job.id"] = job
+    elif job := os.environ.get("LABSTACK_K8S_JOB"):
+        tags["job.scheduler"] = "kubernetes"
+        tags["job.id"] = job
+    else:
+        tags["job.scheduler"] = "local"
+        tags["job.id"] = str(os.getpid())
+    return tags

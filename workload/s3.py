@@ -1,0 +1,111 @@
+"""S3 client settings that work with MinIO, and a clear error on bad credentials."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3.session
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+
+class S3AccessError(RuntimeError):
+    """The object store refused us or could not be reached; the message names the endpoint."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the object store is and who we are. The secret never appears in repr()."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        """Read `S3_ENDPOINT` (or `MLFLOW_S3_ENDPOINT_URL`) and the `AWS_*` key pair."""
+        endpoint = os.environ.get("S3_ENDPOINT") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        missing = [
+            name
+            for name, value in (
+                ("S3_ENDPOINT", endpoint),
+                ("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID")),
+                ("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY")),
+            )
+            if not value
+        ]
+        if missing:
+            raise S3AccessError(f"S3 settings missing from the environment: {', '.join(missing)}")
+        assert endpoint is not None
+        return cls(
+            endpoint=endpoint,
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+
+
+def client_config(max_pool_connections: int = 32) -> Config:
+    """botocore settings for MinIO.
+
+    Since botocore 1.36 the client adds CRC checksums to every upload by default
+    (`request_checksum_calculation="when_supported"`), sent as an aws-chunked
+    trailer that MinIO rejects or stores wrongly for some operations; ask for
+    checksums only when an operation requires them, and verify with our own
+    sha256 manifest instead. Path-style addressing: MinIO has no virtual hosts.
+    """
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=120,
+    )
+
+
+def make_client(settings: S3Settings, max_pool_connections: int = 32) -> Any:
+    """A boto3 S3 client for `settings` (thread-safe; share it between threads)."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.endpoint,
+        aws_access_key_id=settings.access_key,
+        aws_secret_access_key=settings.secret_key,
+        region_name=settings.region,
+        config=client_config(max_pool_connections),
+    )
+
+
+def check_access(client: Any, bucket: str) -> None:
+    """Fail early, naming the endpoint and bucket, when credentials or the endpoint are wrong."""
+    endpoint = client.meta.endpoint_url
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+        if str(status) == "403" or code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
+            raise S3AccessError(
+                f"S3 endpoint {endpoint} rejected the credentials (HTTP {status} {code}) "
+                f"for bucket {bucket!r}: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            ) from None
+        if str(status) == "404":
+            raise S3AccessError(f"S3 endpoint {endpoint} has no bucket {bucket!r}") from None
+        raise S3AccessError(
+            f"S3 endpoint {endpoint}, bucket {bucket!r}: HTTP {status} {code}"
+        ) from None
+    except EndpointConnectionError:
+        raise S3AccessError(f"S3 endpoint {endpoint} is unreachable") from None
+
+
+def ensure_bucket(client: Any, bucket: str) -> None:
+    """Create `bucket` if it does not exist yet."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError:
+        client.create_bucket(Bucket=bucket)

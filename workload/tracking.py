@@ -1,0 +1,160 @@
+"""MLflow: attach to the launcher's run (`MLFLOW_RUN_ID`) or create one; async batched metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from workload.credentials import SECRET_ENV_VARS, redact
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+
+
+def _check_not_secret(items: Mapping[str, str]) -> None:
+    secrets = [os.environ[n] for n in SECRET_ENV_VARS if len(os.environ.get(n, "")) >= 4]
+    for key, value in items.items():
+        if any(secret in value for secret in secrets):
+            raise ValueError(f"refusing to send {key!r} to MLflow: its value contains a secret")
+
+
+class Tracker:
+    """One MLflow run seen from the job."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        flush_seconds: float = 2.0,
+        enabled: bool = True,
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.enabled = enabled
+        self.flush_seconds = flush_seconds
+        self._queue: queue.Queue[Metric | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
+        self._errors: list[str] = []
+        if enabled:
+            self._thread.start()
+
+    @classmethod
+    def attach_or_create(
+        cls, experiment: str, run_name: str | None, flush_seconds: float = 2.0
+    ) -> Tracker:
+        """Attach to `MLFLOW_RUN_ID` if set (created by the launcher), else create a run."""
+        client = MlflowClient()
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if run_id:
+            run = client.get_run(run_id)  # fails naming the run id if it does not exist
+            if run.info.status != "RUNNING":
+                client.update_run(run_id, status="RUNNING")
+        else:
+            found = client.get_experiment_by_name(experiment)
+            exp_id = found.experiment_id if found else client.create_experiment(experiment)
+            run_id = client.create_run(exp_id, run_name=run_name).info.run_id
+        return cls(client, run_id, flush_seconds)
+
+    @property
+    def url(self) -> str:
+        run = self.client.get_run(self.run_id)
+        base = mlflow.get_tracking_uri().rstrip("/")
+        return f"{base}/#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        _check_not_secret(tags)
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=batch, synchronous=True)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params not logged yet; an existing param with a different value is an error."""
+        existing = self.client.get_run(self.run_id).data.params
+        strings = {k: str(v) for k, v in params.items()}
+        _check_not_secret(strings)
+        changed = {k for k, v in strings.items() if k in existing and existing[k] != v}
+        if changed:
+            raise ValueError(
+                f"run {self.run_id} was started with other values for {sorted(changed)}: "
+                "resume with the same configuration"
+            )
+        fresh = [Param(k, v) for k, v in strings.items() if k not in existing]
+        for start in range(0, len(fresh), 100):
+            self.client.log_batch(self.run_id, params=fresh[start : start + 100], synchronous=True)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, redact(text), artifact_file)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue metrics; a background thread sends them in batches (never blocks training)."""
+        if not self.enabled:
+            return
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._queue.put(Metric(key, float(value), now, step))
+
+    def _drain(self) -> None:
+        pending: list[Metric] = []
+        deadline = time.monotonic() + self.flush_seconds
+        stop = False
+        while not stop:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+                if item is None:
+                    stop = True
+                else:
+                    pending.append(item)
+            except queue.Empty:
+                pass
+            if pending and (stop or len(pending) >= MAX_BATCH or time.monotonic() >= deadline):
+                self._send(pending)
+                pending = []
+            if time.monotonic() >= deadline:
+                deadline = time.monotonic() + self.flush_seconds
+
+    def _send(self, metrics: list[Metric]) -> None:
+        for start in range(0, len(metrics), MAX_BATCH):
+            try:
+                self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_BATCH])
+            except Exception as exc:  # a tracking outage must not kill the training
+                self._errors.append(str(exc))
+                log.warning("MLflow metrics batch failed: %s", redact(str(exc)))
+
+    def flush(self) -> None:
+        """Send everything queued so far and wait for it (restarts the sender)."""
+        if not self.enabled:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def finish(self, status: str) -> None:
+        """Flush metrics, then mark the run FINISHED, FAILED or KILLED."""
+        if self.enabled:
+            self._queue.put(None)
+            self._thread.join()
+            self.enabled = False
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def write_temp(text: str, name: str) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="workload-"))
+    path = directory / name
+    path.write_text(text)
+    return path
