@@ -58,6 +58,9 @@ MINIO_BIN := $(TOOLS)/minio-$(MINIO_VERSION)
 $(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
 # The unit tests start their own MinIO server from this binary.
 export LABSTACK_MINIO_BIN := $(MINIO_BIN)
+HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)
+$(eval $(call go_tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
+export LABSTACK_HELM_BIN := $(HELM_BIN)
 
 # --------------------------------------------------------------------- images
 .PHONY: images
@@ -93,9 +96,6 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 unit: venv $(MINIO_BIN) ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
-HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)
-$(eval $(call go_tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
-
 # CRD definitions (HTTPRoute, ServiceMonitor) from pinned Go modules in the
 # Go module cache; `go mod download` is a no-op once they are there.
 CRD_DIRS = $(shell go env GOMODCACHE)/$(GATEWAY_API_MODULE)@$(GATEWAY_API_VERSION)/config/crd/standard:$(shell go env GOMODCACHE)/$(PROMETHEUS_OPERATOR_MODULE)@$(PROMETHEUS_OPERATOR_VERSION)/example/prometheus-operator-crd
@@ -106,8 +106,7 @@ crds:
 
 .PHONY: charts
 charts: venv $(HELM_BIN) $(MINIO_BIN) crds ## Helm charts: lint, render, schemas, assertions (offline)
-	LABSTACK_HELM_BIN=$(HELM_BIN) LABSTACK_MINIO_BIN=$(MINIO_BIN) LABSTACK_CRD_DIRS=$(CRD_DIRS) \
-		$(PYTEST) tests/charts
+	LABSTACK_CRD_DIRS=$(CRD_DIRS) $(PYTEST) tests/charts
 
 .PHONY: infra
 infra: lab ## testinfra against the deployed sandbox
