@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -87,6 +88,15 @@ def test_gpu_job_sees_exactly_its_device(controller: Host) -> None:
     assert "gres/gpu=1" in tres.split(","), tres
 
 
+def test_cluster_is_registered_with_gpu_accounting(controller: Host) -> None:
+    clusters = controller.check_output(
+        "sacctmgr --noheader --parsable2 show cluster format=cluster"
+    )
+    assert slurm_setting("slurm_cluster_name") in clusters.splitlines()
+    config = controller.check_output("scontrol show config")
+    assert re.search(r"^AccountingStorageTRES\s*=.*gres/gpu", config, re.M), config
+
+
 def test_srun_spans_two_nodes(controller: Host) -> None:
     ran = controller.check_output("srun --nodes=2 --ntasks-per-node=1 hostname")
     assert len(set(ran.split())) == 2, ran
@@ -135,6 +145,10 @@ def test_a_tampered_credential_is_rejected(slurm_hosts: dict[str, Host]) -> None
 def test_health_check_drains_and_resumes_a_node(controller: Host, nodes: dict[str, Host]) -> None:
     name = compute_names()[-1]
     node = nodes[name]
+    config = controller.check_output("scontrol show config")
+    assert re.search(
+        r"^HealthCheckProgram\s*=\s*/usr/local/sbin/labstack-node-health$", config, re.M
+    )
     assert node.run("/usr/local/sbin/labstack-node-health").rc == 0
     device = "/dev/fakegpu1"
     node.check_output(f"mv {device} {device}.away")

@@ -44,8 +44,14 @@ def test_a_new_compute_node_joins_on_rerun(tmp_path: Path, controller: Host) -> 
     try:
         created = run_playbook("sandbox.yml", inventory)
         assert created.returncode == 0, created.output
-        joined = run_playbook("site.yml", inventory)
+        joined = run_playbook("site.yml", inventory, verbose=True)
         assert joined.returncode == 0, joined.output
+        # The run placed the MUNGE key on the new node, and never showed it.
+        assert "changed: [gpu3]" in joined.output
+        for secret in ("munge.key", "slurmdbd-db.password"):
+            value = (inventory / ".generated" / secret).read_text().strip()
+            assert len(value) >= 32
+            assert value not in joined.output, f"{secret} appears in the playbook output"
 
         before = _sinfo(controller)
         assert before[new] == ("idle", "gpu:fakegpu:2"), before
