@@ -1,0 +1,96 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false
+"""The inventory drives the cluster: a node added to it joins on a rerun of
+site.yml; a node claiming more CPUs than it has stops the run first."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from testinfra.host import Host
+
+from tests.inventory import hostvars
+from tests.playbook import SANDBOX_INVENTORY, run_playbook
+from tests.slurm import compute_names, controller_name
+
+
+@pytest.fixture
+def controller(nodes: dict[str, Host]) -> Host:
+    return nodes[controller_name()]
+
+
+def _copy_inventory(tmp_path: Path) -> Path:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(SANDBOX_INVENTORY, inventory)
+    return inventory
+
+
+def _sinfo(controller: Host) -> dict[str, tuple[str, str]]:
+    lines = controller.check_output("sinfo --noheader --Node --format='%N %t %G'").splitlines()
+    return {name: (state, gres) for name, state, gres in (line.split() for line in lines)}
+
+
+def test_a_new_compute_node_joins_on_rerun(tmp_path: Path, controller: Host) -> None:
+    new = "gpu3"
+    assert new not in compute_names()
+    inventory = _copy_inventory(tmp_path)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    hosts["all"]["children"]["slurm_compute"]["hosts"][new] = None
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    new_container = hostvars(controller_name())["sandbox_container_prefix"] + new
+    try:
+        created = run_playbook("sandbox.yml", inventory)
+        assert created.returncode == 0, created.output
+        joined = run_playbook("site.yml", inventory, verbose=True)
+        assert joined.returncode == 0, joined.output
+        # The run placed the MUNGE key on the new node, and never showed it.
+        assert "changed: [gpu3]" in joined.output
+        for secret in ("munge.key", "slurmdbd-db.password"):
+            value = (inventory / ".generated" / secret).read_text().strip()
+            assert len(value) >= 32
+            assert value not in joined.output, f"{secret} appears in the playbook output"
+
+        before = _sinfo(controller)
+        assert before[new] == ("idle", "gpu:fakegpu:2"), before
+        for name in compute_names():
+            assert before[name][0] == "idle", before
+        ran = controller.check_output(f"srun --nodes={len(before)} hostname").split()
+        assert sorted(ran) == sorted(before), ran
+    finally:
+        subprocess.run(["docker", "rm", "-f", new_container], capture_output=True, check=False)
+        restored = run_playbook("site.yml")
+    assert restored.returncode == 0, restored.output
+    after = _sinfo(controller)
+    assert sorted(after) == sorted(compute_names()), after
+    assert {state for state, _ in after.values()} == {"idle"}, after
+
+
+def test_more_cpus_than_the_node_has_stops_before_any_change(
+    tmp_path: Path, nodes: dict[str, Host]
+) -> None:
+    inventory = _copy_inventory(tmp_path)
+    groups = hostvars(controller_name())["slurm_node_groups"]
+    bigger = [{**groups[0], "cpus": 4096}, *groups[1:]]
+    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
+        main.write(yaml.safe_dump({"slurm_node_groups": bigger}))
+    slurmd = {
+        name: nodes[name].check_output("systemctl show -p MainPID --value slurmd")
+        for name in compute_names()
+    }
+
+    run = run_playbook("site.yml", inventory)
+
+    assert run.returncode != 0, run.output
+    flat = " ".join(run.output.split())
+    first = compute_names()[0]
+    assert f"compute node {first} (node group '{groups[0]['name']}') declares cpus: 4096" in flat
+    # Only the validation plays ran: the control node and the compute nodes'
+    # fact gathering, nothing changed anywhere, no daemon restarted.
+    assert set(run.recap) == {"localhost", *compute_names()}, run.output
+    for host, counts in run.recap.items():
+        assert counts["changed"] == 0, f"{host} changed:\n{run.output}"
+    for name, pid in slurmd.items():
+        assert nodes[name].check_output("systemctl show -p MainPID --value slurmd") == pid
