@@ -27,7 +27,7 @@ options:
     {description: path -> data written to the KV engine, type: dict, default: {}, no_log: true}
   policies: {description: name -> ACL policy (HCL), type: dict, default: {}}
   approles: {description: name -> role settings (token_policies, ttls), type: dict, default: {}}
-  audit_file: {description: path of the file audit device, type: str, default: ""}
+  audit_file: {description: file the configured audit device writes, type: str, default: ""}
 author: labstack
 """
 
@@ -79,12 +79,11 @@ def _configure(client: Any, params: dict, result: dict) -> None:
         actions.append(f"mount kv-v2 at {mount}")
         client.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
     if params["audit_file"]:
+        # OpenBao creates audit devices from its configuration file only: check it is on.
         devices = client.sys.list_enabled_audit_devices()["data"]
-        if "file/" not in devices:
-            actions.append("enable the file audit device")
-            client.sys.enable_audit_device(
-                "file", options={"file_path": params["audit_file"], "mode": "0600"}
-            )
+        paths = [device.get("options", {}).get("file_path") for device in devices.values()]
+        if params["audit_file"] not in paths:
+            raise ValueError(f"no audit device writes {params['audit_file']} (openbao.hcl)")
     for name, rules in params["policies"].items():
         try:
             current = client.sys.read_acl_policy(name)["data"]["policy"]

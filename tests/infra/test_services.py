@@ -20,7 +20,7 @@ from tests.services import ca_file, endpoint
 SERVICES = [
     # MinIO: S3 API and console on every address; it also reaches itself on loopback.
     ("storage", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
-    ("tracking", "postgresql@15-main", {"127.0.0.1:5432", "[::1]:5432"}),
+    ("tracking", "postgresql@15-main", {"127.0.0.1:5432"}),
     ("tracking", "mlflow", {"0.0.0.0:5000"}),
     ("secrets", "openbao", {"0.0.0.0:8200", "0.0.0.0:8201"}),
 ]
