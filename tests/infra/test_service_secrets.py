@@ -5,9 +5,11 @@ And a restarted (sealed) OpenBao is unsealed by the next site.yml run."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 import hvac
 import pytest
+import requests
 
 from tests.inventory import container, hosts
 from tests.playbook import PlaybookRun, run_playbook
@@ -20,12 +22,22 @@ def _bao() -> hvac.Client:
     return hvac.Client(url=f"https://{endpoint(hosts('secrets')[0], 8200)}", verify=str(ca_file()))
 
 
+def _sealed_once_up() -> bool:
+    """Whether OpenBao is sealed, asked once its API answers again after a restart."""
+    for _ in range(120):
+        try:
+            return _bao().sys.is_sealed()
+        except requests.ConnectionError:
+            time.sleep(1)
+    raise AssertionError("OpenBao's API did not come back after its restart")
+
+
 @pytest.fixture(scope="module")
 def rerun_after_restart() -> PlaybookRun:
     """Restart OpenBao (it comes back sealed), then a full verbose site.yml run."""
     node = container(hosts("secrets")[0])
     subprocess.run(["docker", "exec", node, "systemctl", "restart", "openbao"], check=True)
-    assert _bao().sys.is_sealed(), "OpenBao should be sealed after a restart"
+    assert _sealed_once_up(), "OpenBao should be sealed after a restart"
     return run_playbook("site.yml", verbose=True)
 
 

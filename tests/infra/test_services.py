@@ -22,7 +22,8 @@ SERVICES = [
     ("storage", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
     ("tracking", "postgresql@15-main", {"127.0.0.1:5432"}),
     ("tracking", "mlflow", {"0.0.0.0:5000"}),
-    ("secrets", "openbao", {"0.0.0.0:8200", "0.0.0.0:8201"}),
+    # OpenBao: API, and raft's cluster port (opened once unsealed).
+    ("secrets", "openbao", {"0.0.0.0:8200", "*:8201"}),
 ]
 # (host group, container port, health path, expected body or None)
 HEALTH = [
