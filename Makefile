@@ -56,11 +56,22 @@ $(TOOLS)/$(1)-$(3):
 endef
 MINIO_BIN := $(TOOLS)/minio-$(MINIO_VERSION)
 $(eval $(call go_tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
-# The unit tests start their own MinIO server from this binary.
+# The unit tests start their own MinIO server from this binary; the minio
+# role copies it to the storage nodes (sha256 checked).
 export LABSTACK_MINIO_BIN := $(MINIO_BIN)
 HELM_BIN := $(TOOLS)/helm-$(HELM_VERSION)
 $(eval $(call go_tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
 export LABSTACK_HELM_BIN := $(HELM_BIN)
+
+# ansible-vault password of the site's credentials file: the client script
+# reads LABSTACK_VAULT_PASSWORD, else LABSTACK_VAULT_PASSWORD_FILE, else the
+# OS keyring. The sandbox's password file is generated once, git-ignored.
+export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/ansible/vault-password-client.py
+VAULT_PASSWORD_FILE := $(LABSTACK_SANDBOX_INVENTORY)/.generated/vault-password
+export LABSTACK_VAULT_PASSWORD_FILE ?= $(VAULT_PASSWORD_FILE)
+$(VAULT_PASSWORD_FILE):
+	@mkdir -p $(@D)
+	umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > $@
 
 # --------------------------------------------------------------------- images
 .PHONY: images
@@ -71,16 +82,16 @@ images: prereqs ## build the images the lab runs (cached; prints size and id)
 
 # -------------------------------------------------------------------- sandbox
 .PHONY: sandbox
-sandbox: venv images ## create (or converge) the sandbox's containers
+sandbox: venv images $(VAULT_PASSWORD_FILE) ## create (or converge) the sandbox's containers
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox.yml -e sandbox_node_image=$(NODE_IMAGE)
 
 .PHONY: lab
-lab: sandbox ## build what is missing, deploy site.yml to the sandbox, print the summary
+lab: sandbox $(MINIO_BIN) ## build what is missing, deploy site.yml to the sandbox, print the summary
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/site.yml
 	$(PY) -m workload.lab -i $(SANDBOX_INVENTORY)
 
 .PHONY: down
-down: venv ## remove every container, network and volume the sandbox created
+down: venv $(VAULT_PASSWORD_FILE) ## remove every container, network and volume the sandbox created
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox.yml -e sandbox_state=absent
 
 # ---------------------------------------------------------------------- tests
@@ -93,7 +104,7 @@ lint: venv ## yamllint, ansible-lint, ruff, basedpyright
 	$(VENV)/bin/basedpyright
 
 .PHONY: unit
-unit: venv $(MINIO_BIN) ## unit tests (no sandbox needed)
+unit: venv $(MINIO_BIN) $(VAULT_PASSWORD_FILE) ## unit tests (no sandbox needed)
 	$(PYTEST) tests/unit
 
 # CRD definitions (HTTPRoute, ServiceMonitor) from pinned Go modules in the

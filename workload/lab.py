@@ -21,6 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from workload.lab_services import services
+
 _BIN = Path(sys.executable).parent
 
 
@@ -67,8 +69,8 @@ def _groups(
     return found
 
 
-def nodes(inventory: Path) -> list[Node]:
-    groups = _groups(json.loads(_ansible("ansible-inventory", inventory, "--list")))
+def nodes(inventory: Path, data: dict) -> list[Node]:
+    groups = _groups(data)
     report = _ansible(
         "ansible",
         inventory,
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.inventory.exists():
         parser.error(f"inventory {args.inventory} does not exist")
-    found = nodes(args.inventory)
+    data = json.loads(_ansible("ansible-inventory", args.inventory, "--list"))
+    found = nodes(args.inventory, data)
     table = Table(title=f"labstack: {args.inventory}")
     for column in ("node", "role groups", "systemd"):
         table.add_column(column)
@@ -109,7 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         style = "green" if node.healthy else "red"
         table.add_row(node.name, ", ".join(node.groups), f"[{style}]{node.state}[/{style}]")
     Console().print(table)
-    return 0 if found and all(node.healthy for node in found) else 1
+    running = services(args.inventory, data)
+    table = Table(title="services (TLS: verify with INVENTORY/.generated/pki/ca.crt)")
+    for column in ("service", "URL", "health", "credentials"):
+        table.add_column(column)
+    for service in running:
+        style = "green" if service.healthy else "red"
+        table.add_row(
+            service.name, service.url, f"[{style}]{service.health}[/{style}]", service.credentials
+        )
+    Console().print(table)
+    healthy = all(node.healthy for node in found) and all(s.healthy for s in running)
+    return 0 if found and healthy else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""Ansible module: initialise, unseal and configure OpenBao through its API (hvac).
+
+Runs on the control node (delegate_to: localhost). Idempotent: every step
+reads the current state first and changes only what differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: labstack_openbao
+short_description: Initialise, unseal and configure an OpenBao server
+options:
+  url: {description: https URL of the API, type: str, required: true}
+  ca_file: {description: CA bundle that signs the server certificate, type: path, required: true}
+  action: {description: what to do, type: str, choices: [init, unseal, configure], required: true}
+  key_shares: {description: unseal key shares (init), type: int, default: 3}
+  key_threshold: {description: keys needed to unseal (init), type: int, default: 2}
+  unseal_keys:
+    {description: unseal keys (unseal), type: list, elements: str, default: [], no_log: true}
+  token: {description: root token (configure), type: str, no_log: true}
+  kv_mount: {description: mount point of the KV v2 engine, type: str, default: secret}
+  kv_secrets:
+    {description: path -> data written to the KV engine, type: dict, default: {}, no_log: true}
+  policies: {description: name -> ACL policy (HCL), type: dict, default: {}}
+  approles: {description: name -> role settings (token_policies, ttls), type: dict, default: {}}
+  audit_file: {description: file the configured audit device writes, type: str, default: ""}
+author: labstack
+"""
+
+EXAMPLES = r"""
+- name: Unseal
+  labstack_openbao:
+    url: https://head:8200
+    ca_file: /path/ca.crt
+    action: unseal
+    unseal_keys: "{{ keys }}"
+  no_log: true
+"""
+
+RETURN = r"""
+actions: {description: what was changed, type: list, returned: always}
+sealed: {description: whether the server is sealed afterwards, type: bool, returned: always}
+unseal_keys:
+  {description: the unseal keys (init, when it initialised), type: list, returned: changed}
+root_token: {description: the root token (init, when it initialised), type: str, returned: changed}
+"""
+
+
+def _init(client: Any, params: dict, result: dict) -> None:
+    if client.sys.is_initialized():
+        return
+    result["actions"].append("initialise")
+    answer = client.sys.initialize(params["key_shares"], params["key_threshold"])
+    result["unseal_keys"] = answer["keys_base64"]
+    result["root_token"] = answer["root_token"]
+
+
+def _unseal(client: Any, params: dict, result: dict) -> None:
+    if not client.sys.is_sealed():
+        return
+    if not params["unseal_keys"]:
+        raise ValueError("the server is sealed and no unseal keys were given")
+    result["actions"].append("unseal")
+    for key in params["unseal_keys"]:
+        if not client.sys.submit_unseal_key(key)["sealed"]:
+            break
+
+
+def _configure(client: Any, params: dict, result: dict) -> None:
+    actions: list[str] = result["actions"]
+    client.token = params["token"]
+    mount = params["kv_mount"]
+    mounts = client.sys.list_mounted_secrets_engines()["data"]
+    if f"{mount}/" not in mounts:
+        actions.append(f"mount kv-v2 at {mount}")
+        client.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    if params["audit_file"]:
+        # OpenBao creates audit devices from its configuration file only: check it is on.
+        devices = client.sys.list_enabled_audit_devices()["data"]
+        paths = [device.get("options", {}).get("file_path") for device in devices.values()]
+        if params["audit_file"] not in paths:
+            raise ValueError(f"no audit device writes {params['audit_file']} (openbao.hcl)")
+    for name, rules in params["policies"].items():
+        try:
+            current = client.sys.read_acl_policy(name)["data"]["policy"]
+        except Exception:  # hvac raises InvalidPath for a missing policy
+            current = None
+        if (current or "").strip() != rules.strip():
+            actions.append(f"set policy {name}")
+            client.sys.create_or_update_acl_policy(name, rules)
+    if params["approles"]:
+        if "approle/" not in client.sys.list_auth_methods()["data"]:
+            actions.append("enable approle")
+            client.sys.enable_auth_method("approle")
+        for name, settings in params["approles"].items():
+            try:
+                current = client.auth.approle.read_role(name)["data"]
+            except Exception:
+                current = {}
+            if any(current.get(key) != value for key, value in settings.items()):
+                actions.append(f"set approle {name}")
+                client.auth.approle.create_or_update_approle(name, **settings)
+    for path, data in params["kv_secrets"].items():
+        try:
+            current = client.secrets.kv.v2.read_secret_version(
+                path, mount_point=mount, raise_on_deleted_version=True
+            )["data"]["data"]
+        except Exception:
+            current = None
+        if current != data:
+            actions.append(f"write {mount}/{path}")
+            client.secrets.kv.v2.create_or_update_secret(path, secret=data, mount_point=mount)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "url": {"type": "str", "required": True},
+            "ca_file": {"type": "path", "required": True},
+            "action": {"type": "str", "required": True, "choices": ["init", "unseal", "configure"]},
+            "key_shares": {"type": "int", "default": 3},
+            "key_threshold": {"type": "int", "default": 2},
+            "unseal_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
+            "token": {"type": "str", "no_log": True},
+            "kv_mount": {"type": "str", "default": "secret"},
+            "kv_secrets": {"type": "dict", "default": {}, "no_log": True},
+            "policies": {"type": "dict", "default": {}},
+            "approles": {"type": "dict", "default": {}},
+            "audit_file": {"type": "str", "default": ""},
+        },
+        required_if=[("action", "configure", ["token"])],
+    )
+    result: dict[str, Any] = {"actions": []}
+    try:
+        import hvac
+
+        client = hvac.Client(url=module.params["url"], verify=module.params["ca_file"])
+        {"init": _init, "unseal": _unseal, "configure": _configure}[module.params["action"]](
+            client, module.params, result
+        )
+        result["sealed"] = client.sys.is_sealed()
+    except ImportError as error:
+        module.fail_json(msg=f"the control node's Python lacks hvac: {error}", **result)
+    except Exception as error:
+        module.fail_json(
+            msg=f"OpenBao at {module.params['url']}: {type(error).__name__}: {error}", **result
+        )
+    module.exit_json(changed=bool(result["actions"]), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Who may do what: MLflow's basic auth, MinIO's least-privilege users and no
+anonymous access, OpenBao's AppRole for jobs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import hvac
+import hvac.exceptions
+import mlflow
+import pytest
+import requests
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from tests.inventory import hosts
+from tests.services import ca_file, credentials, endpoint
+
+
+def _mlflow_url() -> str:
+    return f"https://{endpoint(hosts('tracking')[0], 5000)}"
+
+
+def _bao_url() -> str:
+    return f"https://{endpoint(hosts('secrets')[0], 8200)}"
+
+
+def _s3(access_key: str, secret_key: str) -> Minio:
+    return Minio(
+        endpoint(hosts("storage")[0], 9000),
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=True,
+        http_client=urllib3.PoolManager(ca_certs=str(ca_file())),
+    )
+
+
+def _root() -> Minio:
+    return _s3(credentials()["minio_root_user"], credentials()["minio_root_password"])
+
+
+def _user(name: str) -> Minio:
+    return _s3(name, credentials()[f"minio_{name}_secret_key"])
+
+
+def _denied(action: object) -> None:
+    with pytest.raises(S3Error) as error:
+        action()  # type: ignore[operator]
+    assert error.value.code == "AccessDenied"
+
+
+# --------------------------------------------------------------------- MLflow
+
+
+def test_mlflow_refuses_anonymous_and_wrong_password() -> None:
+    url = f"{_mlflow_url()}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(url, verify=str(ca_file()), timeout=30).status_code == 401
+    wrong = requests.get(url, auth=("admin", "not-the-password"), verify=str(ca_file()), timeout=30)
+    assert wrong.status_code == 401
+    admin = ("admin", credentials()["mlflow_admin_password"])
+    right = requests.get(url, auth=admin, verify=str(ca_file()), timeout=30)
+    assert right.status_code == 200, right.text
+
+
+def test_mlflow_rejects_a_foreign_host_header() -> None:
+    """--allowed-hosts: a request naming another host (DNS rebinding) is refused."""
+    answer = requests.get(
+        f"{_mlflow_url()}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers={"Host": "evil.example.org"},
+        auth=("admin", credentials()["mlflow_admin_password"]),
+        verify=str(ca_file()),
+        timeout=30,
+    )
+    assert answer.status_code == 403
+
+
+def test_a_run_and_its_artifact_land_in_minio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", credentials()["mlflow_admin_password"])
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(ca_file()))
+    mlflow.set_tracking_uri(_mlflow_url())
+    mlflow.set_experiment("labstack-infra-test")
+    artifact = tmp_path / f"probe-{uuid.uuid4().hex}.txt"
+    artifact.write_text("labstack\n")
+    with mlflow.start_run() as run:
+        mlflow.log_param("lr", 0.01)
+        mlflow.log_metric("loss", 0.5, step=1)
+        mlflow.log_artifact(str(artifact))
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.data.params["lr"] == "0.01"
+    assert logged.data.metrics["loss"] == 0.5
+    keys = [obj.object_name for obj in _root().list_objects("mlflow", recursive=True)]
+    assert any(key and run.info.run_id in key and key.endswith(artifact.name) for key in keys), keys
+
+
+# ---------------------------------------------------------------------- MinIO
+
+
+@pytest.fixture(scope="module")
+def dataset_object() -> Iterator[str]:
+    """An object the curator publishes in datasets."""
+    name = f"infra-test/{uuid.uuid4().hex}.txt"
+    import io
+
+    _user("curator").put_object("datasets", name, io.BytesIO(b"data"), 4)
+    yield name
+    _root().remove_object("datasets", name)
+
+
+def test_minio_denies_anonymous_list_and_get(dataset_object: str) -> None:
+    base = f"https://{endpoint(hosts('storage')[0], 9000)}"
+    for bucket in ("datasets", "mlflow"):
+        listing = requests.get(f"{base}/{bucket}?list-type=2", verify=str(ca_file()), timeout=30)
+        assert listing.status_code == 403, listing.text
+        assert "AccessDenied" in listing.text
+    get = requests.get(f"{base}/datasets/{dataset_object}", verify=str(ca_file()), timeout=30)
+    assert get.status_code == 403
+    for bucket in ("datasets", "mlflow"):
+        with pytest.raises(S3Error) as error:
+            _root().get_bucket_policy(bucket)
+        assert error.value.code == "NoSuchBucketPolicy"
+
+
+def test_datasets_bucket_is_versioned() -> None:
+    assert _root().get_bucket_versioning("datasets").status == "Enabled"
+
+
+def test_jobs_read_datasets_and_write_nothing(dataset_object: str) -> None:
+    import io
+
+    jobs = _user("jobs")
+    assert jobs.get_object("datasets", dataset_object).read() == b"data"
+    assert dataset_object in [o.object_name for o in jobs.list_objects("datasets", recursive=True)]
+    for bucket in ("datasets", "mlflow"):
+        _denied(lambda bucket=bucket: jobs.put_object(bucket, "x", io.BytesIO(b"x"), 1))
+    _denied(lambda: jobs.remove_object("datasets", dataset_object))
+    _denied(lambda: list(jobs.list_objects("mlflow")))
+
+
+def test_mlflow_user_writes_only_its_bucket(dataset_object: str) -> None:
+    import io
+
+    user = _user("mlflow")
+    name = f"infra-test/{uuid.uuid4().hex}"
+    user.put_object("mlflow", name, io.BytesIO(b"m"), 1)
+    user.remove_object("mlflow", name)
+    _denied(lambda: user.put_object("datasets", name, io.BytesIO(b"m"), 1))
+    _denied(lambda: user.get_object("datasets", dataset_object))
+
+
+def test_curator_cannot_touch_mlflow() -> None:
+    import io
+
+    _denied(lambda: _user("curator").put_object("mlflow", "x", io.BytesIO(b"x"), 1))
+
+
+# -------------------------------------------------------------------- OpenBao
+
+
+def _bao(token: str | None = None) -> hvac.Client:
+    return hvac.Client(url=_bao_url(), token=token, verify=str(ca_file()))
+
+
+def test_openbao_is_unsealed_with_audit_on() -> None:
+    client = _bao(credentials()["openbao_root_token"])
+    assert client.sys.is_initialized()
+    assert not client.sys.is_sealed()
+    assert "file/" in client.sys.list_enabled_audit_devices()["data"]
+
+
+def test_approle_token_reads_job_credentials_only() -> None:
+    root = _bao(credentials()["openbao_root_token"])
+    role_id = root.auth.approle.read_role_id("jobs")["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("jobs")["data"]["secret_id"]
+    job = _bao()
+    job.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    s3 = job.secrets.kv.v2.read_secret_version("labstack/jobs/s3", raise_on_deleted_version=True)
+    assert s3["data"]["data"]["secret_key"] == credentials()["minio_jobs_secret_key"]
+    assert s3["data"]["data"]["access_key"] == "jobs"
+    for path in ("labstack/admin/minio", "labstack/admin/mlflow", "labstack/admin/postgres"):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            job.secrets.kv.v2.read_secret_version(path, raise_on_deleted_version=True)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        job.secrets.kv.v2.create_or_update_secret("labstack/jobs/s3", secret={"x": "y"})

@@ -1,0 +1,124 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false
+# (testinfra builds its modules, host.service, host.socket ..., at run time)
+"""MinIO, PostgreSQL, MLflow and OpenBao as deployed in the sandbox: running,
+listening only where expected, TLS that verifies against the lab's CA."""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+
+import pytest
+import requests
+from testinfra.host import Host
+
+from tests.inventory import hosts
+from tests.services import ca_file, endpoint
+
+# (inventory group, systemd unit, the TCP sockets it listens on, as ss prints them)
+SERVICES = [
+    # MinIO: S3 API and console on every address; it also reaches itself on loopback.
+    ("storage", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
+    ("tracking", "postgresql@15-main", {"127.0.0.1:5432"}),
+    ("tracking", "mlflow", {"0.0.0.0:5000"}),
+    # OpenBao: API, and raft's cluster port (opened once unsealed).
+    ("secrets", "openbao", {"0.0.0.0:8200", "*:8201"}),
+]
+# (host group, container port, health path, expected body or None)
+HEALTH = [
+    ("storage", 9000, "/minio/health/live", None),
+    ("storage", 9000, "/minio/health/cluster", None),
+    ("tracking", 5000, "/health", "OK"),
+    ("secrets", 8200, "/v1/sys/health", None),
+]
+
+
+def _listening(node: Host) -> set[str]:
+    """Local addresses of every listening TCP socket, but Docker's embedded DNS."""
+    lines = node.check_output("ss -Hltn").splitlines()
+    return {line.split()[3] for line in lines if not line.split()[3].startswith("127.0.0.11:")}
+
+
+@pytest.mark.parametrize(("group", "unit", "sockets"), SERVICES, ids=[s[1] for s in SERVICES])
+def test_service_is_active_and_enabled(
+    nodes: dict[str, Host], group: str, unit: str, sockets: set[str]
+) -> None:
+    for name in hosts(group):
+        service = nodes[name].service(unit)
+        assert service.is_running, f"{unit} on {name}"
+        assert service.is_enabled, f"{unit} on {name}"
+        assert sockets <= _listening(nodes[name]), f"{unit} on {name}"
+
+
+def test_nodes_listen_only_where_their_services_should(node: Host) -> None:
+    """Every listening socket of a node belongs to one of its services, and no other."""
+    name = node.check_output("hostname")
+    expected: set[str] = set()
+    for group, _, sockets in SERVICES:
+        if name in hosts(group):
+            expected |= sockets
+    assert _listening(node) == expected, name
+
+
+def test_postgres_is_not_reachable_from_another_node(nodes: dict[str, Host]) -> None:
+    head, other = hosts("tracking")[0], hosts("storage")[0]
+    probe = nodes[other].run(
+        f"timeout 5 bash -c 'exec 3<>/dev/tcp/{head}/5432' && echo open || echo closed"
+    )
+    assert probe.stdout.strip() == "closed"
+
+
+@pytest.mark.parametrize(
+    ("group", "port"), [("storage", 9000), ("storage", 9001), ("tracking", 5000), ("secrets", 8200)]
+)
+def test_tls_verifies_against_the_lab_ca(group: str, port: int) -> None:
+    host, published = endpoint(hosts(group)[0], port).split(":")
+    context = ssl.create_default_context(cafile=str(ca_file()))
+    with (
+        socket.create_connection((host, int(published)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        certificate = tls.getpeercert()
+    assert certificate is not None
+    issuer = [entry for rdn in certificate["issuer"] for entry in rdn]
+    assert ("commonName", "labstack internal CA") in issuer
+    # and a client that does not trust the lab's CA refuses it
+    strict = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    strict.load_default_certs()
+    with (
+        socket.create_connection((host, int(published)), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        strict.wrap_socket(raw, server_hostname=host)
+
+
+def test_nodes_reach_each_other_by_name_over_verified_tls(nodes: dict[str, Host]) -> None:
+    """The CA is in every node's trust store: curl verifies the services by host name."""
+    storage, head = hosts("storage")[0], hosts("tracking")[0]
+    for name, node in nodes.items():
+        for url in (
+            f"https://{storage}:9000/minio/health/live",
+            f"https://{head}:5000/health",
+            f"https://{head}:8200/v1/sys/health",
+        ):
+            assert node.run(f"curl -sf -o /dev/null {url}").rc == 0, f"{url} from {name}"
+
+
+@pytest.mark.parametrize(("group", "port", "path", "body"), HEALTH, ids=[h[2] for h in HEALTH])
+def test_health_endpoints(group: str, port: int, path: str, body: str | None) -> None:
+    answer = requests.get(
+        f"https://{endpoint(hosts(group)[0], port)}{path}", verify=str(ca_file()), timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    if body is not None:
+        assert answer.text.strip() == body
+
+
+def test_postgres_requires_scram(nodes: dict[str, Host]) -> None:
+    head = nodes[hosts("tracking")[0]]
+    hba = head.file("/etc/postgresql/15/main/pg_hba.conf").content_string
+    methods = {line.split()[-1] for line in hba.splitlines() if re.match(r"^host", line)}
+    assert methods == {"scram-sha-256"}
+    encryption = head.check_output("runuser -u postgres -- psql -tAc 'show password_encryption'")
+    assert encryption == "scram-sha-256"

@@ -1,0 +1,87 @@
+"""The sandbox's services as the control node reaches them: endpoints on the
+loopback ports the sandbox publishes, the internal CA, and the generated
+credentials (decrypted with the site's vault password, never printed)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.inventory import hostvars
+from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY
+
+_BIN = Path(sys.executable).parent
+VAULT_CLIENT = ANSIBLE_DIR / "vault-password-client.py"
+
+
+def ca_file(inventory: Path = SANDBOX_INVENTORY) -> Path:
+    """The lab's CA certificate on the control node (pki role)."""
+    path = inventory / ".generated" / "pki" / "ca.crt"
+    assert path.is_file(), f"no CA at {path}: deploy the lab first (make lab)"
+    return path
+
+
+def published_port(host: str, port: int) -> int:
+    """The loopback port of the control node that reaches PORT of a sandbox host."""
+    for entry in hostvars(host).get("sandbox_published_ports", []):
+        _, host_port, container_port = entry.split("/")[0].split(":")
+        if int(container_port) == port:
+            return int(host_port)
+    raise AssertionError(f"{host}:{port} is not published (sandbox_published_ports)")
+
+
+def endpoint(host: str, port: int) -> str:
+    return f"127.0.0.1:{published_port(host, port)}"
+
+
+def vault_env() -> dict[str, str]:
+    """The environment ansible-vault needs to read the credentials file."""
+    if not os.environ.get("LABSTACK_VAULT_PASSWORD") and not os.environ.get(
+        "LABSTACK_VAULT_PASSWORD_FILE"
+    ):
+        raise AssertionError(
+            "LABSTACK_VAULT_PASSWORD_FILE is unset: run the tests through make (it exports it)"
+        )
+    return {**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_CLIENT)}
+
+
+@functools.cache
+def credentials(inventory: Path = SANDBOX_INVENTORY) -> dict[str, Any]:
+    """The generated credentials of the sandbox."""
+    viewed = subprocess.run(
+        [str(_BIN / "ansible-vault"), "view", str(inventory / "credentials.yml")],
+        env=vault_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return yaml.safe_load(viewed.stdout)
+
+
+def secret_values() -> list[str]:
+    """Every generated secret value, and the vault password itself."""
+    values: list[str] = []
+
+    def walk(value: Any) -> Iterator[str]:
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item)
+        else:
+            yield str(value)
+
+    values = list(walk(credentials()))
+    password_file = os.environ.get("LABSTACK_VAULT_PASSWORD_FILE")
+    if password_file:
+        values.append(Path(password_file).read_text(encoding="utf-8").strip())
+    assert all(len(value) >= 16 for value in values), "a generated secret is too short"
+    return values
