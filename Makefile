@@ -96,7 +96,7 @@ down: venv $(VAULT_PASSWORD_FILE) ## remove every container, network and volume 
 
 # ---------------------------------------------------------------------- tests
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint, ruff, basedpyright
+lint: venv $(VAULT_PASSWORD_FILE) ## yamllint, ansible-lint, ruff, basedpyright
 	$(VENV)/bin/yamllint --strict .
 	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
 	$(VENV)/bin/ruff check .
