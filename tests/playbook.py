@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -55,3 +56,26 @@ def run_playbook(
     )
     output = completed.stdout + completed.stderr
     return PlaybookRun(completed.returncode, output, parse_recap(completed.stdout))
+
+
+def offline_inventory(tmp_path: Path, extra: str = "") -> Path:
+    """A copy of the sandbox inventory (without its credentials) whose hosts
+    are containers that do not exist, EXTRA appended to group_vars/all: any
+    play that reached a lab host would show it in the recap, unreachable."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(SANDBOX_INVENTORY, inventory, ignore=shutil.ignore_patterns("credentials*"))
+    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
+        main.write("sandbox_container_prefix: labstack-absent-\n" + extra)
+    return inventory
+
+
+def assert_rejected_before_any_host(run: PlaybookRun, *message: str) -> None:
+    """The run failed on the control node alone, changing nothing, and its
+    output names every part of MESSAGE."""
+    assert run.returncode != 0, run.output
+    flat = " ".join(run.output.split())
+    for part in message:
+        assert part in flat, run.output
+    assert set(run.recap) == {"localhost"}, run.output
+    assert run.recap["localhost"]["failed"] == 1
+    assert run.recap["localhost"]["changed"] == 0

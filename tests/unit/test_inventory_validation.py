@@ -8,14 +8,13 @@ only localhost, with the failure.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.playbook import SANDBOX_INVENTORY, PlaybookRun, run_playbook
+from tests.playbook import assert_rejected_before_any_host, offline_inventory, run_playbook
 
 Edit = Callable[[Path], None]
 
@@ -60,22 +59,9 @@ def _unknown_host_variable(inventory: Path) -> None:
 
 
 def _break(tmp_path: Path, edit: Edit) -> Path:
-    inventory = tmp_path / "inventory"
-    shutil.copytree(SANDBOX_INVENTORY, inventory)
-    _append_var(inventory, "sandbox_container_prefix: labstack-absent-\n")
+    inventory = offline_inventory(tmp_path)
     edit(inventory)
     return inventory
-
-
-def _assert_rejected(run: PlaybookRun, *message: str) -> None:
-    assert run.returncode != 0, run.output
-    flat = " ".join(run.output.split())
-    for part in message:
-        assert part in flat, run.output
-    # Only the control node ran anything: no lab host was contacted.
-    assert set(run.recap) == {"localhost"}, run.output
-    assert run.recap["localhost"]["failed"] == 1
-    assert run.recap["localhost"]["changed"] == 0
 
 
 @pytest.mark.parametrize(
@@ -95,13 +81,13 @@ def _assert_rejected(run: PlaybookRun, *message: str) -> None:
 def test_bad_inventory_fails_before_any_host(
     tmp_path: Path, edit: Edit, message: list[str]
 ) -> None:
-    _assert_rejected(run_playbook("site.yml", _break(tmp_path, edit)), *message)
+    assert_rejected_before_any_host(run_playbook("site.yml", _break(tmp_path, edit)), *message)
 
 
 def test_unsupported_ansible_core_is_rejected(tmp_path: Path) -> None:
     inventory = _break(tmp_path, lambda _: None)
     run = run_playbook("site.yml", inventory, "-e", "inventory_check_ansible_core_min=99.0")
-    _assert_rejected(run, "is not supported: labstack needs >= 99.0")
+    assert_rejected_before_any_host(run, "is not supported: labstack needs >= 99.0")
 
 
 def test_sandbox_refuses_ports_beyond_loopback(tmp_path: Path) -> None:

@@ -7,39 +7,25 @@ lab host would show it in the recap."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, PlaybookRun, run_playbook
+from tests.playbook import (
+    ANSIBLE_DIR,
+    assert_rejected_before_any_host,
+    offline_inventory,
+    run_playbook,
+)
 
 _BIN = Path(sys.executable).parent
 
 
-def _inventory(tmp_path: Path, extra: str = "") -> Path:
-    inventory = tmp_path / "inventory"
-    shutil.copytree(SANDBOX_INVENTORY, inventory, ignore=shutil.ignore_patterns("credentials*"))
-    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
-        main.write("sandbox_container_prefix: labstack-absent-\n" + extra)
-    return inventory
-
-
-def _assert_rejected(run: PlaybookRun, *message: str) -> None:
-    assert run.returncode != 0, run.output
-    flat = " ".join(run.output.split())
-    for part in message:
-        assert part in flat, run.output
-    assert set(run.recap) == {"localhost"}, run.output
-    assert run.recap["localhost"]["failed"] == 1
-    assert run.recap["localhost"]["changed"] == 0
-
-
 def test_too_few_minio_drives(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, "minio_drives: [/srv/minio/disk1, /srv/minio/disk2]\n")
-    _assert_rejected(
+    inventory = offline_inventory(tmp_path, "minio_drives: [/srv/minio/disk1, /srv/minio/disk2]\n")
+    assert_rejected_before_any_host(
         run_playbook("site.yml", inventory),
         "minio_drives: 2 drive(s) in all",
         "too few for erasure coding",
@@ -48,22 +34,22 @@ def test_too_few_minio_drives(tmp_path: Path) -> None:
 
 
 def test_minio_url_without_checksum(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, "minio_binary_url: https://example.org/minio\n")
-    _assert_rejected(
+    inventory = offline_inventory(tmp_path, "minio_binary_url: https://example.org/minio\n")
+    assert_rejected_before_any_host(
         run_playbook("site.yml", inventory),
         "minio_binary_url is set (https://example.org/minio) but minio_binary_sha256 is missing",
     )
 
 
 def test_missing_minio_build(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, f"minio_binary_path: {tmp_path}/no-such-minio\n")
-    _assert_rejected(
+    inventory = offline_inventory(tmp_path, f"minio_binary_path: {tmp_path}/no-such-minio\n")
+    assert_rejected_before_any_host(
         run_playbook("site.yml", inventory), f"minio_binary_path '{tmp_path}/no-such-minio'"
     )
 
 
 def test_wrong_vault_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    inventory = _inventory(tmp_path)
+    inventory = offline_inventory(tmp_path)
     credentials = inventory / "credentials.yml"
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(ANSIBLE_DIR / "vault-password-client.py"))
     monkeypatch.setenv("LABSTACK_VAULT_PASSWORD", "the-right-password-0123456789")
@@ -77,7 +63,7 @@ def test_wrong_vault_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     before = hashlib.sha256(credentials.read_bytes()).hexdigest()
     monkeypatch.setenv("LABSTACK_VAULT_PASSWORD", "a-wrong-password-0123456789")
     run = run_playbook("site.yml", inventory)
-    _assert_rejected(
+    assert_rejected_before_any_host(
         run,
         f"cannot decrypt credentials_file {credentials}",
         "the vault password is wrong or missing",

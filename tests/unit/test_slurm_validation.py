@@ -9,14 +9,19 @@ that do not exist, so any later play would show them unreachable).
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, run_playbook
+from tests.playbook import (
+    ANSIBLE_DIR,
+    SANDBOX_INVENTORY,
+    assert_rejected_before_any_host,
+    offline_inventory,
+    run_playbook,
+)
 
 _spec = importlib.util.spec_from_file_location(
     "labstack_slurm_filters", ANSIBLE_DIR / "filter_plugins" / "slurm.py"
@@ -131,15 +136,6 @@ def test_hardware_within_the_facts_passes() -> None:
     assert slurm.slurm_node_errors("gpu1", _group(gres=[]), 2, 8000, 2) == []
 
 
-def _broken_inventory(tmp_path: Path, **slurm_vars: Any) -> Path:
-    inventory = tmp_path / "inventory"
-    shutil.copytree(SANDBOX_INVENTORY, inventory)
-    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
-        main.write("sandbox_container_prefix: labstack-absent-\n")
-        main.write(yaml.safe_dump(slurm_vars))
-    return inventory
-
-
 def _node_groups() -> list[dict]:
     main = yaml.safe_load((SANDBOX_INVENTORY / "group_vars" / "all" / "main.yml").read_text())
     return main["slurm_node_groups"]
@@ -160,9 +156,5 @@ def _node_groups() -> list[dict]:
     ids=["gpus-vs-gres", "unknown-node-group"],
 )
 def test_site_stops_before_any_host(tmp_path: Path, slurm_vars: dict, message: str) -> None:
-    run = run_playbook("site.yml", _broken_inventory(tmp_path, **slurm_vars))
-    assert run.returncode != 0, run.output
-    assert message in " ".join(run.output.split()), run.output
-    assert set(run.recap) == {"localhost"}, run.output
-    assert run.recap["localhost"]["failed"] == 1
-    assert run.recap["localhost"]["changed"] == 0
+    inventory = offline_inventory(tmp_path, yaml.safe_dump(slurm_vars))
+    assert_rejected_before_any_host(run_playbook("site.yml", inventory), message)
