@@ -24,6 +24,11 @@ SERVICES = [
     ("tracking", "mlflow", {"0.0.0.0:5000"}),
     # OpenBao: API, and raft's cluster port (opened once unsealed).
     ("secrets", "openbao", {"0.0.0.0:8200", "*:8201"}),
+    # Slurm: the daemons talk among the nodes; MariaDB serves slurmdbd alone.
+    ("slurm_controller", "slurmctld", {"0.0.0.0:6817"}),
+    ("slurm_dbd", "slurmdbd", {"0.0.0.0:6819"}),
+    ("slurm_dbd", "mariadb", {"127.0.0.1:3306"}),
+    ("slurm_compute", "slurmd", {"0.0.0.0:6818"}),
 ]
 # (host group, container port, health path, expected body or None)
 HEALTH = [
