@@ -1,14 +1,19 @@
 """Credentials for the job: from the environment, or fetched from OpenBao with hvac.
 
-The launcher hands over either a short-lived token (`BAO_TOKEN`) or an AppRole
-(`BAO_ROLE_ID` + `BAO_SECRET_ID`); the secret values read from OpenBao are
-exported into this process's environment only (never logged, never in MLflow).
+The launcher hands over either a short-lived token (`BAO_TOKEN`), an AppRole
+(`BAO_ROLE_ID` + `BAO_SECRET_ID`), or the path of a file private to the job's
+user holding that AppRole as JSON (`BAO_APPROLE_FILE`: what `labstack submit`
+does, so that no secret is in a job script, a job's environment or a process
+list). The secret values read from OpenBao are exported into this process's
+environment only (never logged, never in MLflow).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 
 import hvac
 
@@ -41,6 +46,21 @@ def redact(text: str, env: Mapping[str, str] | None = None) -> str:
     return text
 
 
+def _read_approle_file(path: Path) -> dict[str, str]:
+    """BAO_ROLE_ID and BAO_SECRET_ID from the launcher's JSON file (mode 0600)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            raise CredentialError(f"BAO_APPROLE_FILE {path} is readable by others: expected 0600")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {"BAO_ROLE_ID": str(data["role_id"]), "BAO_SECRET_ID": str(data["secret_id"])}
+    except OSError as exc:
+        raise CredentialError(f"BAO_APPROLE_FILE {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise CredentialError(
+            f"BAO_APPROLE_FILE {path}: expected JSON with role_id and secret_id"
+        ) from None
+
+
 def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]:
     """If `BAO_ADDR` is set, read the KV v2 secret `BAO_SECRET_PATH` and export its keys.
 
@@ -52,9 +72,11 @@ def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]
     addr = env.get("BAO_ADDR")
     if not addr:
         return []
-    path = env.get("BAO_SECRET_PATH", "labstack/workload")
+    path = env.get("BAO_SECRET_PATH", "labstack/jobs/workload")
     mount = env.get("BAO_KV_MOUNT", "secret")
     client = hvac.Client(url=addr, verify=env.get("BAO_CACERT", True))
+    if approle_file := env.get("BAO_APPROLE_FILE"):
+        env.update(_read_approle_file(Path(approle_file)))
     try:
         if env.get("BAO_TOKEN"):
             client.token = env.pop("BAO_TOKEN")

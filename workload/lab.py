@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from workload.lab_services import services
+from workload.lab_services import launcher_config, services
 
 _BIN = Path(sys.executable).parent
 
@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             service.name, service.url, f"[{style}]{service.health}[/{style}]", service.credentials
         )
     Console().print(table)
+    config = args.inventory / ".generated" / "labstack.toml"
+    config.write_text(launcher_config(args.inventory, data), encoding="utf-8")
+    Console().print(
+        f"labstack CLI: export LABSTACK_CONFIG={config.resolve()} "
+        "(no secrets in it; see README, 'Submitting runs')"
+    )
     healthy = all(node.healthy for node in found) and all(s.healthy for s in running)
     return 0 if found and healthy else 1
 

@@ -23,8 +23,9 @@ _SERVICES = [
 _WHERE = {
     "MinIO S3 API": "minio_root_user / minio_root_password; service users mlflow, jobs, curator",
     "MinIO console": "as the S3 API",
-    "MLflow": "user admin, mlflow_admin_password",
-    "OpenBao": "openbao_root_token, openbao_unseal_keys",
+    "MLflow": "user admin, mlflow_admin_password; user jobs, mlflow_jobs_password",
+    "OpenBao": "openbao_root_token, openbao_unseal_keys; "
+    "userpass launcher, openbao_launcher_password",
 }
 
 
@@ -70,3 +71,49 @@ def services(inventory: Path, data: dict) -> list[Service]:
         url = f"https://{address}"
         found.append(Service(name, url, _health(url + path, ca), f"{where}: {_WHERE[name]}"))
     return found
+
+
+def launcher_config(inventory: Path, data: dict) -> str:
+    """`labstack.toml` for this lab: endpoints as this machine and as the jobs reach them."""
+    hostvars = data["_meta"]["hostvars"]
+
+    def first(group: str) -> str:
+        return data[group]["hosts"][0]
+
+    def here(group: str, port: int) -> str:
+        host = first(group)
+        return f"https://{_published(hostvars.get(host, {}), port) or f'{host}:{port}'}"
+
+    controller = first("slurm_controller")
+    cvars = hostvars.get(controller, {})
+    user = cvars.get("common_service_user", "labstack")
+    if cvars.get("ansible_connection") == "community.docker.docker":
+        container = cvars.get("sandbox_container_prefix", "") + controller
+        login = ["docker", "exec", "-i", "-u", user, container]
+    else:
+        login = ["ssh", str(cvars.get("ansible_host", controller))]
+    root = cvars.get("workload_root", "/shared/labstack")
+    tracking, storage, secrets = first("tracking"), first("storage"), first("secrets")
+    lines = [
+        f"# Written by `make lab` from {inventory}: the lab as the labstack CLI sees it.",
+        "# No secrets here: MLFLOW_TRACKING_USERNAME/PASSWORD and BAO_TOKEN come from",
+        "# the environment.",
+        "[client]",
+        f'mlflow_uri = "{here("tracking", 5000)}"',
+        f'openbao_addr = "{here("secrets", 8200)}"',
+        f's3_endpoint = "{here("storage", 9000)}"',
+        f'ca_file = "{(inventory / ".generated" / "pki" / "ca.crt").resolve()}"',
+        "",
+        "[jobs]",
+        f'mlflow_uri = "https://{tracking}:5000"',
+        f'openbao_addr = "https://{secrets}:8200"',
+        f's3_endpoint = "https://{storage}:9000"',
+        "",
+        "[slurm]",
+        "login = [" + ", ".join(f'"{part}"' for part in login) + "]",
+        f'workload_env = "{root}/envs/current"',
+        f'runs_dir = "{root}/runs"',
+        f'data_path = "{root}/datasets"',
+        "",
+    ]
+    return "\n".join(lines)

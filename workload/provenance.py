@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import socket
@@ -21,15 +22,41 @@ def _git(repo: Path, *args: str) -> str | None:
     return done.stdout
 
 
+def installed_build_info() -> dict[str, str]:
+    """The BUILD_INFO.json (`python -m workload.buildinfo`) of the installed workload.
+
+    `LABSTACK_BUILD_INFO` names it: the training image sets it to the copy
+    it carries. Empty where it is not set; an error where it is set but
+    cannot be read (a run would otherwise lose its coordinates silently).
+    """
+    path = os.environ.get("LABSTACK_BUILD_INFO")
+    if not path:
+        return {}
+    try:
+        info = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"LABSTACK_BUILD_INFO={path}: cannot read it ({error})") from error
+    if not isinstance(info, dict):
+        raise RuntimeError(f"LABSTACK_BUILD_INFO={path}: not a JSON object")
+    return {str(key): str(value) for key, value in info.items()}
+
+
 def git_state(repo: Path) -> tuple[dict[str, str], str | None]:
     """Tags `git.commit`, `git.branch`, `git.dirty`, and the diff against HEAD when dirty.
 
-    Outside a checkout (an image built from a wheel) the launcher passes the
-    commit through `LABSTACK_GIT_COMMIT`/`LABSTACK_GIT_BRANCH` instead.
+    Outside a checkout (an image built from a wheel) the commit is the one the
+    launcher passes (`LABSTACK_GIT_COMMIT`/`LABSTACK_GIT_BRANCH`), or else
+    the build info's.
     """
     commit = _git(repo, "rev-parse", "HEAD")
     if commit is None:
-        tags = {"git.commit": os.environ.get("LABSTACK_GIT_COMMIT", "unknown")}
+        built = installed_build_info()
+        tags = {
+            "git.commit": os.environ.get("LABSTACK_GIT_COMMIT")
+            or built.get("git.commit", "unknown")
+        }
+        if "git.dirty" in built:
+            tags["git.dirty"] = built["git.dirty"]
         if branch := os.environ.get("LABSTACK_GIT_BRANCH"):
             tags["git.branch"] = branch
         return tags, None
@@ -54,7 +81,7 @@ def environment_tags(lock_file: Path) -> dict[str, str]:
         "env.cuda": str(torch.version.cuda),
         "env.cuda_available": str(torch.cuda.is_available()),
     }
-    if lock_hash := file_sha256(lock_file):
+    if lock_hash := file_sha256(lock_file) or installed_build_info().get("env.lock_sha256"):
         tags["env.lock_sha256"] = lock_hash
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

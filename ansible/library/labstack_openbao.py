@@ -27,6 +27,8 @@ options:
     {description: path -> data written to the KV engine, type: dict, default: {}, no_log: true}
   policies: {description: name -> ACL policy (HCL), type: dict, default: {}}
   approles: {description: name -> role settings (token_policies, ttls), type: dict, default: {}}
+  userpass_users:
+    {description: name -> password and token settings, type: dict, default: {}}
   audit_file: {description: file the configured audit device writes, type: str, default: ""}
 author: labstack
 """
@@ -104,6 +106,12 @@ def _configure(client: Any, params: dict, result: dict) -> None:
             if any(current.get(key) != value for key, value in settings.items()):
                 actions.append(f"set approle {name}")
                 client.auth.approle.create_or_update_approle(name, **settings)
+    if params["userpass_users"]:
+        if "userpass/" not in client.sys.list_auth_methods()["data"]:
+            actions.append("enable userpass")
+            client.sys.enable_auth_method("userpass")
+        for name, settings in params["userpass_users"].items():
+            _userpass_user(client, params, name, dict(settings), actions)
     for path, data in params["kv_secrets"].items():
         try:
             current = client.secrets.kv.v2.read_secret_version(
@@ -114,6 +122,31 @@ def _configure(client: Any, params: dict, result: dict) -> None:
         if current != data:
             actions.append(f"write {mount}/{path}")
             client.secrets.kv.v2.create_or_update_secret(path, secret=data, mount_point=mount)
+
+
+def _userpass_user(
+    client: Any, params: dict, name: str, settings: dict, actions: list[str]
+) -> None:
+    """Create or update a userpass user; its password is checked by logging in with it."""
+    import hvac
+
+    password = settings.pop("password")
+    try:
+        current = client.auth.userpass.read_user(name)["data"]
+    except Exception:  # hvac raises InvalidPath for a missing user
+        current = None
+    stale = current is None or any(current.get(k) != v for k, v in settings.items())
+    if not stale:
+        probe = hvac.Client(url=params["url"], verify=params["ca_file"])
+        try:
+            token = probe.auth.userpass.login(name, password)["auth"]["client_token"]
+            probe.token = token
+            probe.auth.token.revoke_self()
+        except Exception:  # a wrong password: reset it
+            stale = True
+    if stale:
+        actions.append(f"set userpass user {name}")
+        client.auth.userpass.create_or_update_user(name, password=password, **settings)
 
 
 def main() -> None:
@@ -130,6 +163,7 @@ def main() -> None:
             "kv_secrets": {"type": "dict", "default": {}, "no_log": True},
             "policies": {"type": "dict", "default": {}},
             "approles": {"type": "dict", "default": {}},
+            "userpass_users": {"type": "dict", "default": {}, "no_log": True},
             "audit_file": {"type": "str", "default": ""},
         },
         required_if=[("action", "configure", ["token"])],

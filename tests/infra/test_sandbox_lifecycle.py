@@ -70,6 +70,25 @@ def test_create_then_remove_only_the_sandbox(tmp_path: Path, foreign: dict[str, 
         assert _exists("network", overrides["sandbox_network"])
         assert _exists("volume", overrides["sandbox_shared_volume"])
 
+        # Converged again: unchanged.
+        again = run_playbook("sandbox.yml", inventory)
+        assert again.returncode == 0, again.output
+        assert again.recap["localhost"]["changed"] == 0, again.output
+
+        # Another checkout of the same names (a fresh clone: no credentials,
+        # no .generated/): refused, nothing touched.
+        other = tmp_path / "other-checkout"
+        shutil.copytree(
+            inventory, other, ignore=shutil.ignore_patterns(".generated", "credentials*")
+        )
+        refused = run_playbook("sandbox.yml", other)
+        assert refused.returncode != 0
+        message = " ".join(refused.output.split())  # unwrapped
+        assert f"container {container} belongs to another sandbox" in message
+        assert f"made by the inventory {inventory} with other credentials" in message
+        assert f"than this one's ({other}, .generated/sandbox-id)" in message
+        assert _docker("inspect", "-f", "{{.State.Running}}", container).strip() == "true"
+
         removed = run_playbook("sandbox.yml", inventory, "-e", "sandbox_state=absent")
         assert removed.returncode == 0, removed.output
         assert not _exists("container", container)

@@ -179,11 +179,45 @@ def test_approle_token_reads_job_credentials_only() -> None:
     secret_id = root.auth.approle.generate_secret_id("jobs")["data"]["secret_id"]
     job = _bao()
     job.auth.approle.login(role_id=role_id, secret_id=secret_id)
-    s3 = job.secrets.kv.v2.read_secret_version("labstack/jobs/s3", raise_on_deleted_version=True)
-    assert s3["data"]["data"]["secret_key"] == credentials()["minio_jobs_secret_key"]
-    assert s3["data"]["data"]["access_key"] == "jobs"
+    secret = job.secrets.kv.v2.read_secret_version(
+        "labstack/jobs/workload", raise_on_deleted_version=True
+    )["data"]["data"]
+    assert secret["AWS_SECRET_ACCESS_KEY"] == credentials()["minio_jobs_secret_key"]
+    assert secret["AWS_ACCESS_KEY_ID"] == "jobs"
+    assert secret["MLFLOW_TRACKING_PASSWORD"] == credentials()["mlflow_jobs_password"]
     for path in ("labstack/admin/minio", "labstack/admin/mlflow", "labstack/admin/postgres"):
         with pytest.raises(hvac.exceptions.Forbidden):
             job.secrets.kv.v2.read_secret_version(path, raise_on_deleted_version=True)
     with pytest.raises(hvac.exceptions.Forbidden):
-        job.secrets.kv.v2.create_or_update_secret("labstack/jobs/s3", secret={"x": "y"})
+        job.secrets.kv.v2.create_or_update_secret("labstack/jobs/workload", secret={"x": "y"})
+
+
+def test_launcher_login_makes_job_logins_and_reads_no_secret() -> None:
+    launcher = _bao()
+    launcher.auth.userpass.login("launcher", credentials()["openbao_launcher_password"])
+    made = launcher.auth.approle.generate_secret_id("jobs")["data"]
+    launcher.adapter.post(
+        "/v1/auth/approle/role/jobs/secret-id-accessor/destroy",
+        json={"secret_id_accessor": made["secret_id_accessor"]},
+    )
+    for path in ("labstack/jobs/workload", "labstack/admin/minio"):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            launcher.secrets.kv.v2.read_secret_version(path, raise_on_deleted_version=True)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        launcher.auth.approle.generate_secret_id("other-role")
+
+
+def test_jobs_mlflow_user_logs_in_and_cannot_administer() -> None:
+    jobs = ("jobs", credentials()["mlflow_jobs_password"])
+    url = f"https://{endpoint('head', 5000)}/api/2.0/mlflow"
+    assert requests.get(
+        f"{url}/experiments/get?experiment_id=0", auth=jobs, verify=str(ca_file()), timeout=30
+    ).ok
+    created = requests.post(
+        f"{url}/users/create",
+        json={"username": "intruder", "password": "x" * 20},
+        auth=jobs,
+        verify=str(ca_file()),
+        timeout=30,
+    )
+    assert created.status_code == 403

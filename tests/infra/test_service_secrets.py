@@ -46,12 +46,10 @@ def test_site_run_unseals_a_restarted_openbao(rerun_after_restart: PlaybookRun) 
     assert not _bao().sys.is_sealed()
     client = _bao()
     client.token = credentials()["openbao_root_token"]
-    assert (
-        client.secrets.kv.v2.read_secret_version("labstack/jobs/s3", raise_on_deleted_version=True)[
-            "data"
-        ]["data"]["access_key"]
-        == "jobs"
+    secret = client.secrets.kv.v2.read_secret_version(
+        "labstack/jobs/workload", raise_on_deleted_version=True
     )
+    assert secret["data"]["data"]["AWS_ACCESS_KEY_ID"] == "jobs"
 
 
 def test_no_secret_in_verbose_playbook_output(rerun_after_restart: PlaybookRun) -> None:

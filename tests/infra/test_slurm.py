@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 
@@ -12,6 +13,7 @@ from testinfra.host import Host
 
 from tests.inventory import hosts, hostvars
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
+from tests.services import credentials
 from tests.slurm import compute_names, controller_name, sbatch, slurm_setting
 
 
@@ -114,13 +116,16 @@ def test_job_over_its_memory_is_killed(controller: Host) -> None:
     assert state == "OUT_OF_MEMORY", job.output
 
 
-def test_munge_key_is_the_same_everywhere_and_private(slurm_hosts: dict[str, Host]) -> None:
-    sums = set()
+def test_munge_key_is_the_credentials_one_everywhere_and_private(
+    slurm_hosts: dict[str, Host],
+) -> None:
+    # The key comes from the encrypted credentials file, and from nowhere else.
+    expected = hashlib.sha256(credentials()["munge_key"].encode()).hexdigest()
+    assert not (SANDBOX_INVENTORY / ".generated" / "munge.key").exists()
     for name, host in slurm_hosts.items():
         key = host.file("/etc/munge/munge.key")
         assert (key.user, key.group, key.mode) == ("munge", "munge", 0o400), name
-        sums.add(host.check_output("sha256sum /etc/munge/munge.key").split()[0])
-    assert len(sums) == 1
+        assert host.check_output("sha256sum /etc/munge/munge.key").split()[0] == expected, name
 
 
 def test_munge_credential_decodes_on_another_node(slurm_hosts: dict[str, Host]) -> None:

@@ -14,6 +14,7 @@ from testinfra.host import Host
 
 from tests.inventory import hostvars
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
+from tests.services import credentials
 from tests.slurm import compute_names, controller_name
 
 
@@ -48,10 +49,10 @@ def test_a_new_compute_node_joins_on_rerun(tmp_path: Path, controller: Host) -> 
         assert joined.returncode == 0, joined.output
         # The run placed the MUNGE key on the new node, and never showed it.
         assert "changed: [gpu3]" in joined.output
-        for secret in ("munge.key", "slurmdbd-db.password"):
-            value = (inventory / ".generated" / secret).read_text().strip()
-            assert len(value) >= 32
-            assert value not in joined.output, f"{secret} appears in the playbook output"
+        generated = credentials(inventory)
+        for secret in ("munge_key", "slurm_dbd_db_password"):
+            assert len(generated[secret]) >= 32
+            assert generated[secret] not in joined.output, f"{secret} is in the playbook output"
 
         before = _sinfo(controller)
         assert before[new] == ("idle", "gpu:fakegpu:2"), before

@@ -14,7 +14,7 @@ import pytest
 from workload.credentials import CredentialError, fetch_from_openbao
 from workload.localservers import free_port, running
 
-POLICY = 'path "secret/data/labstack/workload" { capabilities = ["read"] }'
+POLICY = 'path "secret/data/labstack/jobs/workload" { capabilities = ["read"] }'
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, hva
         admin.sys.create_or_update_policy("workload", POLICY)
         admin.auth.approle.create_or_update_approle("workload", token_policies=["workload"])
         admin.secrets.kv.v2.create_or_update_secret(
-            "labstack/workload",
+            "labstack/jobs/workload",
             {"AWS_ACCESS_KEY_ID": "job-key", "AWS_SECRET_ACCESS_KEY": "job-secret-value"},
         )
         yield addr, admin
@@ -59,3 +59,38 @@ def test_wrong_secret_id_names_openbao_and_hides_it(openbao: tuple[str, hvac.Cli
         fetch_from_openbao(env)
     assert "wrong-secret-id" not in str(info.value)
     assert "AWS_SECRET_ACCESS_KEY" not in env
+
+
+def _approle_file(tmp_path: Path, admin: hvac.Client, mode: int) -> Path:
+    role_id = admin.auth.approle.read_role_id("workload")["data"]["role_id"]
+    secret_id = admin.auth.approle.generate_secret_id("workload")["data"]["secret_id"]
+    path = tmp_path / "approle.json"
+    path.write_text(f'{{"role_id": "{role_id}", "secret_id": "{secret_id}"}}')
+    path.chmod(mode)
+    return path
+
+
+def test_approle_file_of_the_launcher_logs_in(
+    openbao: tuple[str, hvac.Client], tmp_path: Path
+) -> None:
+    addr, admin = openbao
+    path = _approle_file(tmp_path, admin, 0o600)
+    env = {"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(path)}
+    assert fetch_from_openbao(env) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert "BAO_SECRET_ID" not in env
+
+
+def test_approle_file_readable_by_others_is_refused(
+    openbao: tuple[str, hvac.Client], tmp_path: Path
+) -> None:
+    addr, admin = openbao
+    path = _approle_file(tmp_path, admin, 0o644)
+    env = {"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(path)}
+    with pytest.raises(CredentialError, match="readable by others"):
+        fetch_from_openbao(env)
+    path.chmod(0o600)
+    path.write_text("not json")
+    with pytest.raises(CredentialError, match="expected JSON with role_id and secret_id"):
+        fetch_from_openbao(env)
+    with pytest.raises(CredentialError, match="No such file"):
+        fetch_from_openbao({"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(tmp_path / "missing")})

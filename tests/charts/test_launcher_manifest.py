@@ -1,0 +1,91 @@
+"""`labstack render --on k8s`: the launcher's values through the real training-job chart.
+
+The launcher fills the chart's values (image, run id, training arguments,
+nodes and GPUs, the Secrets' names) and `helm template` renders them; the
+chart's strict schema refuses a value the launcher gets wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from helmtool import CHARTS, helm_bin
+
+from workload.credentials import SECRET_ENV_VARS
+from workload.launch import k8s, spec
+from workload.launch.config import LabConfig, load
+
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabConfig:
+    monkeypatch.setenv("LABSTACK_HELM_BIN", helm_bin())
+    path = tmp_path / "labstack.toml"
+    path.write_text(
+        f"""
+[client]
+mlflow_uri = "https://127.0.0.1:5000"
+openbao_addr = "https://127.0.0.1:8200"
+[jobs]
+mlflow_uri = "https://mlflow.lab.svc:5000"
+openbao_addr = "https://openbao.lab.svc:8200"
+s3_endpoint = "https://minio.lab.svc:9000"
+[kubernetes]
+chart = "{CHARTS / "training-job"}"
+namespace = "lab"
+image = "labstack/training:0.1.0-0123456789ab"
+"""
+    )
+    return load(path)
+
+
+def _render(config: LabConfig, resources: spec.Resources, argv: list[str]) -> dict[str, dict]:
+    values = k8s.values(config, resources, RUN_ID, "shapes", "c0ffee" * 6 + "c0ff", argv)
+    manifest = k8s.render(config, "shapes-0123456789ab", values)
+    return {o["kind"]: o for o in yaml.safe_load_all(manifest) if o}
+
+
+def test_two_nodes_of_four_gpus(config: LabConfig) -> None:
+    argv = spec.train_argv({"max_steps": "100", "lr": "0.003"})
+    objects = _render(config, spec.Resources(nodes=2, gpus=4, cpus=8, memory="64G"), argv)
+    assert set(objects) == {"Job", "Service"}, "a headless Service for the rendezvous"
+    job = objects["Job"]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "labstack/training:0.1.0-0123456789ab"
+    assert container["command"] == ["torchrun"]
+    assert "--nproc-per-node=4" in container["args"]
+    assert container["args"][-4:] == ["--max-steps", "100", "--lr", "0.003"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["resources"]["requests"]["cpu"] == "32"
+    assert container["resources"]["limits"]["memory"] == "64Gi"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLFLOW_RUN_ID"] == RUN_ID
+    assert env["S3_ENDPOINT"] == "https://minio.lab.svc:9000"
+    assert env["LABSTACK_GIT_COMMIT"] == "c0ffee" * 6 + "c0ff"
+    # Credentials only by reference to the lab's Secrets, never as values.
+    assert not set(env) & SECRET_ENV_VARS
+    refs = [e["secretRef"]["name"] for e in container["envFrom"]]
+    assert refs == ["labstack-job-mlflow", "labstack-job-s3"]
+
+
+def test_one_cpu_pod(config: LabConfig) -> None:
+    objects = _render(config, spec.Resources(), spec.train_argv({"device": "cpu"}))
+    assert set(objects) == {"Job"}
+    container = objects["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "workload.train"]
+    assert container["args"] == ["--device", "cpu"]
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+
+
+@pytest.mark.parametrize("image", ["labstack/training", "registry:5000/training", "x:"])
+def test_an_image_without_a_tag_is_refused(config: LabConfig, image: str) -> None:
+    untagged = dataclasses.replace(
+        config, kubernetes=dataclasses.replace(config.kubernetes, image=image)
+    )
+    with pytest.raises(spec.SpecError, match=r"\[kubernetes\] image = .*REPOSITORY:TAG"):
+        _render(untagged, spec.Resources(), [])

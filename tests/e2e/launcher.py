@@ -1,0 +1,144 @@
+"""Helpers of the end-to-end tests: the `labstack` CLI as a researcher runs it on the sandbox."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hvac
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from tests.inventory import container
+from tests.playbook import SANDBOX_INVENTORY
+from tests.services import ca_file, credentials, endpoint
+
+CONFIG = SANDBOX_INVENTORY / ".generated" / "labstack.toml"
+_SUBMITTED = re.compile(r"^run ([0-9a-f]{32})  job (\S+)  (\S+)$", re.MULTILINE)
+
+
+@functools.cache
+def launcher_token() -> str:
+    """An OpenBao token of the lab's launcher login (userpass, policy labstack-launcher)."""
+    bao = hvac.Client(url=f"https://{endpoint('head', 8200)}", verify=str(ca_file()))
+    login = bao.auth.userpass.login("launcher", credentials()["openbao_launcher_password"])
+    return login["auth"]["client_token"]
+
+
+def researcher_env() -> dict[str, str]:
+    """What a researcher's shell has: the config, an MLflow login and a launcher token."""
+    assert CONFIG.is_file(), f"{CONFIG} is missing: `make lab` writes it"
+    return {
+        **os.environ,
+        "LABSTACK_CONFIG": str(CONFIG),
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": credentials()["mlflow_admin_password"],
+        "BAO_TOKEN": launcher_token(),
+    }
+
+
+def labstack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workload.launch", *args],
+        env=env or researcher_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+
+
+@dataclass(frozen=True)
+class Submission:
+    run_id: str
+    job_id: str
+    job_name: str
+
+
+def submitted(done: subprocess.CompletedProcess[str]) -> list[Submission]:
+    assert done.returncode == 0, f"labstack failed: {done.stderr}"
+    found = [Submission(*match) for match in _SUBMITTED.findall(done.stdout)]
+    assert found, f"no run/job in the output: {done.stdout}"
+    return found
+
+
+def mlflow() -> MlflowClient:
+    os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(ca_file())
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials()["mlflow_admin_password"]
+    return MlflowClient(tracking_uri=f"https://{endpoint('head', 5000)}")
+
+
+def wait_run(run_id: str, statuses: tuple[str, ...], timeout: float = 600) -> Run:
+    client = mlflow()
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.get_run(run_id)
+        if run.info.status in statuses:
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} is {run.info.status}, not {statuses}"
+        time.sleep(3)
+
+
+def wait_step(run_id: str, step: int, timeout: float = 600) -> None:
+    """Until the run has logged train.loss at `step` or later."""
+    client = mlflow()
+    deadline = time.monotonic() + timeout
+    while max((m.step for m in client.get_metric_history(run_id, "train.loss")), default=0) < step:
+        status = client.get_run(run_id).info.status
+        assert status in ("SCHEDULED", "RUNNING"), f"run {run_id} ended {status} before step {step}"
+        assert time.monotonic() < deadline, f"run {run_id} did not reach step {step}"
+        time.sleep(2)
+
+
+def on_head(*argv: str, user: str = "root") -> str:
+    """A command on the Slurm controller (the sandbox's login node)."""
+    done = subprocess.run(
+        ["docker", "exec", "-u", user, container("head"), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def on_node(host: str, script: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", container(host), "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout
+
+
+def slurm_state(job_id: str) -> str:
+    out = on_head("squeue", "-h", "-j", job_id, "-o", "%T").strip()
+    if out:
+        return out
+    out = on_head("sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State").strip()
+    return out.splitlines()[-1] if out else "UNKNOWN"
+
+
+def runs_in(experiment: str) -> set[str]:
+    client = mlflow()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return set()
+    return {r.info.run_id for r in client.search_runs([found.experiment_id], max_results=1000)}
+
+
+def config_with(tmp: Path, **client: str) -> Path:
+    """The sandbox's config with some [client] settings replaced."""
+    text = CONFIG.read_text()
+    for key, value in client.items():
+        text = re.sub(rf'^{key} = ".*"$', f'{key} = "{value}"', text, count=1, flags=re.MULTILINE)
+    path = tmp / "labstack.toml"
+    path.write_text(text)
+    return path

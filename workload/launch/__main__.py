@@ -1,0 +1,7 @@
+"""`python -m workload.launch` is `labstack`."""
+
+import sys
+
+from workload.launch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,291 @@
+"""`labstack`: submit, render, status, logs, stop, cancel, relaunch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from workload.launch import spec
+from workload.launch.config import ConfigError, LabConfig, load
+from workload.launch.k8s import KubernetesError
+from workload.launch.runs import TERMINAL, Runs, Submitted, TrackingError, launch_tags
+from workload.launch.slurm import ClusterError
+from workload.launch.targets import Job, Target
+from workload.launch.vault import Vault, VaultError
+
+ERRORS = (ConfigError, spec.SpecError, TrackingError, VaultError, ClusterError, KubernetesError)
+
+
+def _resources(args: argparse.Namespace) -> spec.Resources:
+    resources = spec.Resources(**{f.name: getattr(args, f.name) for f in fields(spec.Resources)})
+    resources.validate()
+    return resources
+
+
+def _plans(
+    name: str, args: list[str], sweep: list[str]
+) -> list[tuple[str, dict[str, str], list[str]]]:
+    """(job name, training arguments, argv) per sweep point, each checked by workload.config."""
+    base = spec.check_name(name)
+    fixed = spec.parse_pairs("--args", args)
+    axes = list(spec.parse_pairs("--sweep", sweep))
+    plans = []
+    for point in spec.sweep_points(fixed, sweep):
+        argv = spec.train_argv(point)
+        spec.check_train_args(argv)
+        plans.append((spec.job_name(base, point, axes), point, argv))
+    return plans
+
+
+def _launch(
+    config: LabConfig,
+    target: Target,
+    build: dict[str, str],
+    plans: list[tuple[str, dict[str, str], list[str]]],
+    reuse_run: str = "",
+    extra_tags: dict[str, str] | None = None,
+) -> list[Submitted]:
+    """Create each run (or reuse one), then submit its job; a failed submission leaves no run."""
+    runs = Runs(config)
+    runs.check()
+    vault = Vault(config) if target.needs_login() else None
+    if vault:
+        vault.check()
+    commit = build.get("git.commit", "unknown")
+    done = []
+    for job_name, point, argv in plans:
+        train = spec.check_train_args(argv)
+        tags = {
+            **launch_tags(target.backend, job_name, point, build),
+            **target.resources.as_tags(),
+            **(extra_tags or {}),
+        }
+        run_id = reuse_run or runs.create(train.experiment, job_name, train.as_params(), tags)
+        if reuse_run:
+            runs.client.update_run(run_id, status="SCHEDULED")
+        login = vault.job_login(run_id) if vault else None
+        try:
+            job_id = target.submit(
+                run_id, train.experiment, job_name, commit, argv, login.as_file() if login else ""
+            )
+        except BaseException:
+            if vault and login:
+                vault.revoke(login.accessor)
+            if not reuse_run:
+                runs.discard(run_id)
+            raise
+        runs.set_tags(
+            run_id,
+            {
+                "job.id": job_id,
+                "job.scheduler": target.backend,
+                "labstack.run_dir": target.run_dir(run_id),
+                "labstack.login_accessor": login.accessor if login else "",
+            },
+        )
+        done.append(Submitted(run_id, job_id, job_name, runs.url(run_id)))
+        print(f"run {run_id}  job {job_id}  {job_name}\n    {runs.url(run_id)}", flush=True)
+    return done
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    target = Target(config, args.on, _resources(args))
+    plans = _plans(args.name, args.args, args.sweep)
+    build = target.prepare()
+    _launch(config, target, build, plans)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    target = Target(config, args.on, _resources(args))
+    plans = _plans(args.name, args.args, args.sweep)
+    build = target.prepare()
+    for job_name, _point, argv in plans:
+        train = spec.check_train_args(argv)
+        placeholder = "0" * 32  # the run id `submit` would create
+        print(
+            target.render(
+                placeholder, train.experiment, job_name, build.get("git.commit", "unknown"), argv
+            )
+        )
+    return 0
+
+
+def _job(config: LabConfig, runs: Runs, run_id: str) -> Job:
+    tags = runs.get(run_id).data.tags
+    if "labstack.backend" not in tags or "job.id" not in tags:
+        raise spec.SpecError(
+            f"run {run_id} was not submitted by labstack (no labstack.backend/job.id tags)"
+        )
+    return Job(
+        config, tags["labstack.backend"], tags["job.id"], run_id, tags.get("labstack.run_dir", "")
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    runs = Runs(config)
+    for run_id in args.run_ids:
+        run = runs.get(run_id)
+        job = _job(config, runs, run_id)
+        history = runs.client.get_metric_history(run_id, "train.loss")
+        step = max((m.step for m in history), default=0)
+        print(
+            f"run {run_id}  {run.info.status}  {job.backend} job {job.job_id} {job.state()}  "
+            f"step {step}\n    {runs.url(run_id)}"
+        )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    job = _job(config, Runs(config), args.run_id)
+    offset = 0
+    while True:
+        # Looked at before the read, so that the last read has all of the output.
+        ended = not args.follow or not job.active()
+        output = job.log(offset)
+        sys.stdout.buffer.write(output)
+        sys.stdout.buffer.flush()
+        offset += len(output)
+        if ended:
+            return 0
+        time.sleep(2)
+
+
+def _end(args: argparse.Namespace, graceful: bool) -> int:
+    config = load(args.config)
+    runs = Runs(config)
+    for run_id in args.run_ids:
+        job = _job(config, runs, run_id)
+        runs.set_tags(run_id, {"labstack.ended_by": "stop" if graceful else "cancel"})
+        job.stop(graceful)
+        final = job.wait(args.timeout)
+        status = runs.get(run_id).info.status
+        if status not in TERMINAL:
+            runs.terminate(run_id, "KILLED")  # the job never started, or was killed hard
+        accessor = runs.get(run_id).data.tags.get("labstack.login_accessor", "")
+        if accessor:
+            Vault(config).revoke(accessor)
+        print(f"run {run_id}: job {job.job_id} {final}, run {runs.get(run_id).info.status}")
+    return 0
+
+
+def cmd_relaunch(args: argparse.Namespace) -> int:
+    """Same commit, environment and params. An unfinished run continues from its last checkpoint;
+    a finished one is reproduced as a new run tagged labstack.relaunch_of."""
+    config = load(args.config)
+    runs = Runs(config)
+    run = runs.get(args.run_id)
+    tags = run.data.tags
+    if "labstack.args" not in tags:
+        raise spec.SpecError(
+            f"run {args.run_id} was not submitted by labstack: nothing to relaunch"
+        )
+    resources = spec.Resources.from_tags(tags)
+    job = _job(config, runs, args.run_id)
+    if run.info.status not in TERMINAL and job.active():
+        raise spec.SpecError(
+            f"run {args.run_id} still has job {job.job_id} {job.state()}: stop or cancel it first"
+        )
+    target = Target(config, tags["labstack.backend"], resources)
+    build = target.prepare(env_path=tags.get("env.path", ""))
+    where = tags.get("env.path") or tags.get("env.image") or "this checkout"
+    if build.get("git.commit") != tags.get("git.commit"):
+        raise spec.SpecError(
+            f"run {args.run_id} ran commit {tags.get('git.commit')}, but {where} "
+            f"holds {build.get('git.commit')}: cannot relaunch it exactly"
+        )
+    point = json.loads(tags["labstack.args"])
+    plans = [(tags["labstack.job_name"], point, spec.train_argv(point))]
+    if run.info.status == "FINISHED":
+        _launch(config, target, build, plans, extra_tags={"labstack.relaunch_of": args.run_id})
+    else:
+        _launch(config, target, build, plans, reuse_run=args.run_id)
+    return 0
+
+
+def _add_job_options(sub: argparse.ArgumentParser) -> None:
+    defaults = spec.Resources()
+    sub.add_argument("--on", choices=spec.BACKENDS, required=True, help="where the job runs")
+    sub.add_argument("--name", default="shapes", help="job name (sweep points append their values)")
+    sub.add_argument("--nodes", type=int, default=defaults.nodes, help="nodes (DDP across them)")
+    sub.add_argument(
+        "--gpus", type=int, default=defaults.gpus, help="GPUs per node (one process each)"
+    )
+    sub.add_argument("--cpus", type=int, default=defaults.cpus, help="CPUs per process")
+    sub.add_argument("--memory", default=defaults.memory, help="memory per node, e.g. 8G")
+    sub.add_argument("--time", default=defaults.time, help="time limit, [D-]HH:MM:SS")
+    sub.add_argument(
+        "--partition", default=defaults.partition, help="Slurm partition (default: the cluster's)"
+    )
+    sub.add_argument("--account", default=defaults.account, help="Slurm account")
+    sub.add_argument(
+        "--args",
+        nargs="*",
+        default=[],
+        metavar="K=V",
+        help="training arguments (python -m workload.train --help)",
+    )
+    sub.add_argument(
+        "--sweep",
+        nargs="*",
+        default=[],
+        metavar="K=A,B",
+        help="one run per combination (cartesian product)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="labstack", description=__doc__)
+    top.add_argument(
+        "--config",
+        type=Path,
+        help="launcher configuration (default $LABSTACK_CONFIG or ./labstack.toml)",
+    )
+    subs = top.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "submit": (cmd_submit, "create the MLflow run(s), then submit the job(s)"),
+        "render": (cmd_render, "print the sbatch script or Job manifest, submit nothing"),
+        "status": (cmd_status, "MLflow status, job state and progress of runs"),
+        "logs": (cmd_logs, "the job's output"),
+        "stop": (lambda a: _end(a, graceful=True), "graceful: checkpoint, exit, no requeue"),
+        "cancel": (lambda a: _end(a, graceful=False), "kill the job now; the run ends KILLED"),
+        "relaunch": (cmd_relaunch, "run RUN_ID again: same commit, environment and params"),
+    }
+    for name, (func, help_text) in commands.items():
+        sub = subs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        if name in ("submit", "render"):
+            _add_job_options(sub)
+        elif name in ("status", "stop", "cancel"):
+            sub.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+            if name != "status":
+                sub.add_argument(
+                    "--timeout", type=float, default=300, help="seconds to wait for the job to end"
+                )
+        else:
+            sub.add_argument("run_id", metavar="RUN_ID")
+            if name == "logs":
+                sub.add_argument("--follow", "-f", action="store_true", help="until the job ends")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ERRORS as exc:
+        print(f"labstack {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""What to run: resources, training arguments and sweeps, validated before anything happens."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from workload.config import TrainConfig, parser
+
+BACKENDS = ("slurm", "k8s", "apptainer", "local")
+_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+_MEMORY = re.compile(r"^\d+[KMGT]?$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A submission is wrong; the message names the option at fault."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    nodes: int = 1
+    gpus: int = 0  # per node
+    cpus: int = 1  # per task
+    memory: str = "2G"  # per node
+    time: str = "01:00:00"
+    partition: str = ""
+    account: str = ""
+
+    def validate(self) -> None:
+        if self.nodes < 1:
+            raise SpecError(f"--nodes {self.nodes}: at least 1")
+        if self.gpus < 0:
+            raise SpecError(f"--gpus {self.gpus}: not negative")
+        if self.cpus < 1:
+            raise SpecError(f"--cpus {self.cpus}: at least 1")
+        if not _MEMORY.match(self.memory):
+            raise SpecError(f"--memory {self.memory!r}: a size like 4G or 512M")
+        if not _TIME.match(self.time):
+            raise SpecError(f"--time {self.time!r}: Slurm's [D-]HH:MM:SS, e.g. 02:00:00")
+
+    @property
+    def tasks_per_node(self) -> int:
+        """One training process per GPU, or one per node on CPU."""
+        return max(self.gpus, 1)
+
+    def as_tags(self) -> dict[str, str]:
+        return {f"resources.{k}": str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Resources:
+        """The resources a run was submitted with (its `resources.*` tags)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if (value := tags.get(f"resources.{f.name}")) is not None:
+                values[f.name] = int(value) if f.type == "int" else value
+        return cls(**values)
+
+
+def parse_pairs(option: str, pairs: list[str]) -> dict[str, str]:
+    """`k=v` strings -> dict; a key given twice or without `=` is an error."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise SpecError(f"{option} {pair!r}: expected KEY=VALUE")
+        if key in result:
+            raise SpecError(f"{option}: {key} is given twice")
+        result[key] = value
+    return result
+
+
+def train_argv(values: dict[str, str]) -> list[str]:
+    """Training CLI arguments for `values`, checked against workload.config (names and types)."""
+    known = {action.dest: action for action in parser()._actions if action.dest != "help"}
+    argv: list[str] = []
+    for key, value in values.items():
+        if key not in known:
+            raise SpecError(
+                f"training argument {key!r} does not exist; see python -m workload.train --help"
+            )
+        flag = "--" + key.replace("_", "-")
+        if known[key].default is True or known[key].default is False:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise SpecError(f"training argument {key}={value!r}: expected true or false")
+            argv.append(flag if lowered in ("true", "1", "yes") else f"--no-{flag[2:]}")
+        else:
+            argv += [flag, value]
+    return argv
+
+
+def check_train_args(argv: list[str]) -> TrainConfig:
+    """The configuration the job will run with, parsed by the training's own parser."""
+    from workload.config import parse
+
+    try:
+        return parse(argv).effective()
+    except SystemExit as exc:  # argparse and parse() report through SystemExit
+        raise SpecError(f"training arguments {argv}: {exc}") from None
+
+
+def sweep_points(args: dict[str, str], sweep: list[str]) -> list[dict[str, str]]:
+    """The cartesian product of `--sweep k=a,b ...` over the fixed `--args`."""
+    axes = parse_pairs("--sweep", sweep)
+    clash = sorted(set(axes) & set(args))
+    if clash:
+        raise SpecError(f"{clash} given both in --args and --sweep")
+    grid = []
+    for key, values in axes.items():
+        options = [v for v in values.split(",")]
+        if any(not v for v in options) or len(set(options)) != len(options):
+            raise SpecError(f"--sweep {key}={values}: expected distinct, non-empty values a,b,...")
+        grid.append([(key, v) for v in options])
+    return [{**args, **dict(point)} for point in itertools.product(*grid)]
+
+
+def job_name(base: str, point: dict[str, str], axes: list[str]) -> str:
+    """A distinct, scheduler-safe name per sweep point: base-k1-v1-k2-v2."""
+    parts = [base] + [f"{k}-{point[k]}" for k in axes]
+    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+    return name[:63].rstrip("-")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise SpecError(
+            f"--name {name!r}: lower-case letters, digits and '-', at most 40 characters"
+        )
+    return name

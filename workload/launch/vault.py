@@ -1,0 +1,90 @@
+"""OpenBao from the launcher: one secret id of the jobs' AppRole per job, never its credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import hvac
+from hvac import exceptions as hvac_errors
+
+from workload.launch.config import LabConfig
+
+
+class VaultError(RuntimeError):
+    """OpenBao refused or is unreachable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class JobLogin:
+    """The AppRole login a job uses; `as_file()` is the only form it leaves this process in."""
+
+    role_id: str
+    secret_id: str
+    accessor: str
+
+    def as_file(self) -> str:
+        return json.dumps({"role_id": self.role_id, "secret_id": self.secret_id})
+
+    def __repr__(self) -> str:  # never print the secret id
+        return f"JobLogin(accessor={self.accessor})"
+
+
+class Vault:
+    def __init__(self, config: LabConfig) -> None:
+        token = os.environ.get("BAO_TOKEN")
+        if not token:
+            raise VaultError(
+                "BAO_TOKEN is not set: log in to OpenBao first, e.g. "
+                "export BAO_TOKEN=$(bao login -method=userpass -field=token username=launcher)"
+            )
+        self.addr = config.client.openbao_addr
+        self.role = config.jobs.approle
+        self.ttl = config.jobs.secret_ttl
+        self.client = hvac.Client(url=self.addr, token=token, verify=config.client.ca_file or True)
+
+    def _post(self, path: str, payload: dict[str, object]) -> dict:
+        try:
+            answer = self.client.adapter.post(
+                f"/v1/auth/approle/role/{self.role}/{path}", json=payload
+            )
+        except hvac_errors.Forbidden:
+            raise VaultError(
+                f"OpenBao at {self.addr} refused {path} of AppRole {self.role}: "
+                "BAO_TOKEN lacks the labstack-launcher policy or has expired"
+            ) from None
+        except Exception as exc:  # hvac/requests raise many types; never echo the token
+            raise VaultError(
+                f"OpenBao at {self.addr}: {path} failed ({type(exc).__name__})"
+            ) from None
+        return answer if isinstance(answer, dict) else {}
+
+    def check(self) -> str:
+        """The jobs' role id (proves the token works before any run is created)."""
+        try:
+            return self.client.adapter.get(f"/v1/auth/approle/role/{self.role}/role-id")["data"][
+                "role_id"
+            ]
+        except hvac_errors.Forbidden:
+            raise VaultError(
+                f"OpenBao at {self.addr}: BAO_TOKEN may not read AppRole {self.role} "
+                "(needs the labstack-launcher policy) or has expired"
+            ) from None
+        except Exception as exc:
+            raise VaultError(
+                f"OpenBao at {self.addr} is unreachable ({type(exc).__name__})"
+            ) from None
+
+    def job_login(self, run_id: str) -> JobLogin:
+        """A secret id valid for `secret_ttl`, usable again after a requeue, tagged with the run."""
+        role_id = self.check()
+        data = self._post(
+            "secret-id",
+            {"metadata": json.dumps({"mlflow_run_id": run_id}), "ttl": self.ttl, "num_uses": 0},
+        )["data"]
+        return JobLogin(role_id, data["secret_id"], data["secret_id_accessor"])
+
+    def revoke(self, accessor: str) -> None:
+        if accessor:
+            self._post("secret-id-accessor/destroy", {"secret_id_accessor": accessor})
