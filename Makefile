@@ -114,6 +114,8 @@ wheelhouse: $(WHEELHOUSE)/.complete ## the workload's wheels from uv.lock (offli
 # Docker's layer cache makes a second build quick. The wheelhouses are the
 # build contexts themselves (-f names the Dockerfile): a context cannot
 # follow a symlink out of itself, and nothing else goes in the images.
+# Name, size and digest of images.
+IMAGE_LS := docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.ID}}'
 WORKLOAD_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 TRAINING_IMAGE ?= labstack/training:$(WORKLOAD_VERSION)
 # The end-to-end tests run this tag.
@@ -141,7 +143,7 @@ HOST_CA_BUNDLE ?= $(or $(SSL_CERT_FILE),/etc/ssl/certs/ca-certificates.crt)
 
 .PHONY: images images-base images-node images-training images-mlflow images-minio
 images: images-node images-training images-mlflow images-minio ## build every image (cached), print sizes and digests
-	@docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.ID}}' | grep '^labstack/' | sort | column -t
+	@$(IMAGE_LS) | grep '^labstack/' | sort | column -t
 
 images-base: prereqs
 	images/base/build.sh $(BASE_IMAGE) $(DEBIAN_SUITE) $(DEBIAN_MIRROR)
@@ -156,7 +158,7 @@ images-training: images-base $(WHEELHOUSE)/.complete ## the training image (the 
 	docker build -f images/training/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 		--build-arg GIT_COMMIT=$$commit --build-arg VERSION=$(WORKLOAD_VERSION) \
 		-t $(TRAINING_IMAGE) -t $(TRAINING_IMAGE)-$${commit:0:12}$$dirty $(WHEELHOUSE)
-	@docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.ID}}' $(TRAINING_IMAGE)
+	@$(IMAGE_LS) $(TRAINING_IMAGE)
 
 # The server's requirements: the role's pins, every other version as in
 # uv.lock (constraints; minio, flask-wtf and pip come from there), hashed.

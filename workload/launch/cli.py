@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import NamedTuple
 
+from workload.config import TrainConfig
 from workload.launch import spec
 from workload.launch.config import ConfigError, LabConfig, load
 from workload.launch.k8s import KubernetesError
@@ -27,26 +29,36 @@ def _resources(args: argparse.Namespace) -> spec.Resources:
     return resources
 
 
-def _plans(
-    name: str, args: list[str], sweep: list[str]
-) -> list[tuple[str, dict[str, str], list[str]]]:
-    """(job name, training arguments, argv) per sweep point, each checked by workload.config."""
+class Plan(NamedTuple):
+    """One job: its name, training arguments, their argv and the configuration they give."""
+
+    job_name: str
+    point: dict[str, str]
+    argv: list[str]
+    train: TrainConfig
+
+
+def _plan(job_name: str, point: dict[str, str]) -> Plan:
+    """The plan of one job, its arguments checked by the training's own parser."""
+    argv = spec.train_argv(point)
+    return Plan(job_name, point, argv, spec.check_train_args(argv))
+
+
+def _plans(name: str, args: list[str], sweep: list[str]) -> list[Plan]:
+    """One plan per sweep point."""
     base = spec.check_name(name)
     fixed = spec.parse_pairs("--args", args)
     axes = list(spec.parse_pairs("--sweep", sweep))
-    plans = []
-    for point in spec.sweep_points(fixed, sweep):
-        argv = spec.train_argv(point)
-        spec.check_train_args(argv)
-        plans.append((spec.job_name(base, point, axes), point, argv))
-    return plans
+    return [
+        _plan(spec.job_name(base, point, axes), point) for point in spec.sweep_points(fixed, sweep)
+    ]
 
 
 def _launch(
     config: LabConfig,
     target: Target,
     build: dict[str, str],
-    plans: list[tuple[str, dict[str, str], list[str]]],
+    plans: list[Plan],
     reuse_run: str = "",
     extra_tags: dict[str, str] | None = None,
 ) -> list[Submitted]:
@@ -58,8 +70,7 @@ def _launch(
         vault.check()
     commit = build.get("git.commit", "unknown")
     done = []
-    for job_name, point, argv in plans:
-        train = spec.check_train_args(argv)
+    for job_name, point, argv, train in plans:
         tags = {
             **launch_tags(target.backend, job_name, point, build),
             **target.resources.as_tags(),
@@ -107,8 +118,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     target = Target(config, args.on, _resources(args))
     plans = _plans(args.name, args.args, args.sweep)
     build = target.prepare()
-    for job_name, _point, argv in plans:
-        train = spec.check_train_args(argv)
+    for job_name, _point, argv, train in plans:
         placeholder = "0" * 32  # the run id `submit` would create
         print(
             target.render(
@@ -204,7 +214,7 @@ def cmd_relaunch(args: argparse.Namespace) -> int:
             f"holds {build.get('git.commit')}: cannot relaunch it exactly"
         )
     point = json.loads(tags["labstack.args"])
-    plans = [(tags["labstack.job_name"], point, spec.train_argv(point))]
+    plans = [_plan(tags["labstack.job_name"], point)]
     if run.info.status == "FINISHED":
         _launch(config, target, build, plans, extra_tags={"labstack.relaunch_of": args.run_id})
     else:

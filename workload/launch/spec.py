@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from workload.config import TrainConfig, parser
+from workload.config import TrainConfig, parse, parser
 
 BACKENDS = ("slurm", "k8s", "apptainer", "local")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
@@ -95,8 +95,6 @@ def train_argv(values: dict[str, str]) -> list[str]:
 
 def check_train_args(argv: list[str]) -> TrainConfig:
     """The configuration the job will run with, parsed by the training's own parser."""
-    from workload.config import parse
-
     try:
         return parse(argv).effective()
     except SystemExit as exc:  # argparse and parse() report through SystemExit
@@ -111,7 +109,7 @@ def sweep_points(args: dict[str, str], sweep: list[str]) -> list[dict[str, str]]
         raise SpecError(f"{clash} given both in --args and --sweep")
     grid = []
     for key, values in axes.items():
-        options = [v for v in values.split(",")]
+        options = values.split(",")
         if any(not v for v in options) or len(set(options)) != len(options):
             raise SpecError(f"--sweep {key}={values}: expected distinct, non-empty values a,b,...")
         grid.append([(key, v) for v in options])
