@@ -1,29 +1,82 @@
-"""Cold site.yml deployment vs its idempotent re-run, side by side.
+"""Cold site.yml deployment vs its idempotent re-run, side by side, in all
+and per layer (each playbook site.yml imports: storage, tracking, slurm,
+kubernetes, ...).
 
     .venv/bin/python -m benchmarks.deploy [--rounds N]
 
 Recreates the sandbox (its containers are removed: whatever was deployed
 in them is lost), then per round: a cold site.yml on fresh nodes, and the
-re-run right after it. Prints both times and re-run / cold (goal < 0.20).
+re-run right after it. Prints both times per layer and in all, and
+re-run / cold (goal < 0.20).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
 
-from tests.playbook import SANDBOX_INVENTORY, run_playbook
+import yaml
+
+from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, run_playbook
+
+_BIN = Path(sys.executable).parent
 
 
-def _timed(playbook: str, *args: str) -> float:
+def _layers(playbook: Path, layer: str = "") -> list[str]:
+    """The layer of each play site.yml runs, in order: the name of the
+    playbook that site.yml imports it through."""
+    found: list[str] = []
+    for entry in yaml.safe_load(playbook.read_text()):
+        imported = entry.get("ansible.builtin.import_playbook")
+        if imported:
+            found += _layers(playbook.parent / imported, layer or Path(imported).stem)
+        else:
+            found.append(layer or playbook.stem)
+    return found
+
+
+def _seconds(stamp: str) -> float:
+    """A time stamp of the ansible.posix.json callback, e.g. 2026-12-01T21:47:25.123456Z."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _timed_site() -> tuple[float, dict[str, float]]:
+    """Wall time of one site.yml run, and the time of each layer's plays."""
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
+    command = [str(_BIN / "ansible-playbook"), "-i", str(SANDBOX_INVENTORY)]
     start = time.perf_counter()
-    run = run_playbook(playbook, SANDBOX_INVENTORY, *args)
+    run = subprocess.run(
+        [*command, str(ANSIBLE_DIR / "site.yml")], env=env, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     if run.returncode != 0:
-        sys.exit(f"{playbook} {' '.join(args)} failed:\n{run.output[-3000:]}")
-    return elapsed
+        sys.exit(f"site.yml failed:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+    plays = json.loads(run.stdout)["plays"]
+    layers = _layers(ANSIBLE_DIR / "site.yml")
+    per_layer: dict[str, float] = defaultdict(float)
+    for layer, play in zip(layers, plays, strict=True):
+        duration = play["play"]["duration"]
+        per_layer[layer] += _seconds(duration["end"]) - _seconds(duration["start"])
+    return elapsed, dict(per_layer)
+
+
+def _sandbox(*args: str) -> None:
+    run = run_playbook("sandbox.yml", SANDBOX_INVENTORY, *args)
+    if run.returncode != 0:
+        sys.exit(f"sandbox.yml {' '.join(args)} failed:\n{run.output[-3000:]}")
 
 
 def main() -> None:
@@ -32,18 +85,24 @@ def main() -> None:
     rounds = parser.parse_args().rounds
     if rounds < 1:
         parser.error("--rounds must be at least 1")
-    cold: list[float] = []
-    rerun: list[float] = []
+    cold: list[tuple[float, dict[str, float]]] = []
+    rerun: list[tuple[float, dict[str, float]]] = []
     for round_ in range(1, rounds + 1):
-        _timed("sandbox.yml", "-e", "sandbox_state=absent")
-        _timed("sandbox.yml")
-        cold.append(_timed("site.yml"))
-        rerun.append(_timed("site.yml"))
-        print(f"round {round_}: cold {cold[-1]:.1f} s, re-run {rerun[-1]:.1f} s")
-    cold_s, rerun_s = statistics.median(cold), statistics.median(rerun)
-    print(f"site.yml cold     {cold_s:8.1f} s")
-    print(f"site.yml re-run   {rerun_s:8.1f} s")
-    print(f"re-run / cold     {rerun_s / cold_s:8.2f}   (goal < 0.20)")
+        _sandbox("-e", "sandbox_state=absent")
+        _sandbox()
+        cold.append(_timed_site())
+        rerun.append(_timed_site())
+        print(f"round {round_}: cold {cold[-1][0]:.1f} s, re-run {rerun[-1][0]:.1f} s")
+    print(f"{'layer':<16}{'cold s':>10}{'re-run s':>10}{'re-run/cold':>13}")
+    for layer in dict.fromkeys(_layers(ANSIBLE_DIR / "site.yml")):
+        cold_s = statistics.median(times[layer] for _, times in cold)
+        rerun_s = statistics.median(times[layer] for _, times in rerun)
+        print(f"{layer:<16}{cold_s:>10.1f}{rerun_s:>10.1f}{rerun_s / cold_s:>13.2f}")
+    cold_s = statistics.median(total for total, _ in cold)
+    rerun_s = statistics.median(total for total, _ in rerun)
+    print(
+        f"{'site.yml':<16}{cold_s:>10.1f}{rerun_s:>10.1f}{rerun_s / cold_s:>13.2f}   (goal < 0.20)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -9,6 +10,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE_DIR = REPO / "ansible"
@@ -58,14 +62,57 @@ def run_playbook(
     return PlaybookRun(completed.returncode, output, parse_recap(completed.stdout))
 
 
+# Container names no sandbox uses: the hosts of an offline inventory.
+_ABSENT_PREFIX = "labstack-absent-"
+
+
+def _var_files(inventory: Path) -> list[Path]:
+    return sorted(
+        path
+        for folder in ("group_vars", "host_vars")
+        for path in (inventory / folder).rglob("*")
+        if path.is_file() and path.suffix in (".yml", ".yaml")
+    )
+
+
+def _ansible_hosts(document: object) -> list[object]:
+    """Every ansible_host value set anywhere in an inventory document."""
+    if isinstance(document, dict):
+        found = [document["ansible_host"]] if "ansible_host" in document else []
+        return found + [value for item in document.values() for value in _ansible_hosts(item)]
+    if isinstance(document, list):
+        return [value for item in document for value in _ansible_hosts(item)]
+    return []
+
+
 def offline_inventory(tmp_path: Path, extra: str = "") -> Path:
     """A copy of the sandbox inventory (without its credentials) whose hosts
     are containers that do not exist, EXTRA appended to group_vars/all: any
-    play that reached a lab host would show it in the recap, unreachable."""
+    play that reached a lab host would show it in the recap, unreachable (or
+    failed: "No such container").
+
+    The prefix is replaced in every file that sets it (group_vars/all/
+    sandbox.yml is read after main.yml and would win), and the copy is
+    refused unless every host's address is made from it: a run of site.yml
+    against it must never reach a sandbox that is up."""
     inventory = tmp_path / "inventory"
     shutil.copytree(SANDBOX_INVENTORY, inventory, ignore=shutil.ignore_patterns("credentials*"))
+    for path in _var_files(inventory):
+        document = yaml.safe_load(path.read_text()) or {}
+        if "sandbox_container_prefix" in document:
+            document["sandbox_container_prefix"] = _ABSENT_PREFIX
+            path.write_text(yaml.safe_dump(document))
     with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
-        main.write("sandbox_container_prefix: labstack-absent-\n" + extra)
+        main.write(f"sandbox_container_prefix: {_ABSENT_PREFIX}\n" + extra)
+    for path in [*_var_files(inventory), inventory / "hosts.yml"]:
+        document = yaml.safe_load(path.read_text()) or {}
+        prefix = document.get("sandbox_container_prefix", _ABSENT_PREFIX)
+        assert prefix == _ABSENT_PREFIX, f"{path} sets sandbox_container_prefix {prefix}"
+        for address in _ansible_hosts(document):
+            assert str(address).startswith("{{ sandbox_container_prefix }}"), (
+                f"{path} sets ansible_host {address}: an offline host must be a container "
+                f"named {_ABSENT_PREFIX}HOST"
+            )
     return inventory
 
 
@@ -79,3 +126,15 @@ def assert_rejected_before_any_host(run: PlaybookRun, *message: str) -> None:
     assert set(run.recap) == {"localhost"}, run.output
     assert run.recap["localhost"]["failed"] == 1
     assert run.recap["localhost"]["changed"] == 0
+
+
+def load_filter_plugin(name: str) -> ModuleType:
+    """ansible/filter_plugins/NAME.py as a module, for its pure functions."""
+    spec = importlib.util.spec_from_file_location(
+        f"labstack_filter_{name}", ANSIBLE_DIR / "filter_plugins" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

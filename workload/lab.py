@@ -94,12 +94,53 @@ def nodes(inventory: Path, data: dict) -> list[Node]:
     return [Node(name, names, states.get(name, "unknown")) for name, names in groups.items()]
 
 
+@dataclass(frozen=True)
+class KubeNode:
+    name: str
+    ready: str
+    version: str
+    gpus: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready == "True"
+
+
+def kube_nodes(kubectl: Path, kubeconfig: Path) -> list[KubeNode]:
+    """The cluster's nodes as its API reports them (admin kubeconfig)."""
+    done = subprocess.run(  # noqa: S603 (our own kubectl, an argument list)
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return [KubeNode("(API)", f"unreachable: {done.stderr.strip()[:60]}", "", "")]
+    found = []
+    for item in json.loads(done.stdout)["items"]:
+        conditions = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+        found.append(
+            KubeNode(
+                item["metadata"]["name"],
+                conditions.get("Ready", "Unknown"),
+                item["status"]["nodeInfo"]["kubeletVersion"],
+                item["status"].get("capacity", {}).get("nvidia.com/gpu", "0"),
+            )
+        )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workload.lab",
         description="Summary of a deployed lab: every node and its health.",
     )
     parser.add_argument("-i", "--inventory", type=Path, required=True, help="the site's inventory")
+    parser.add_argument(
+        "--kubectl",
+        type=Path,
+        help="kubectl to list the Kubernetes nodes with (a site with kube_node)",
+    )
     args = parser.parse_args(argv)
     if not args.inventory.exists():
         parser.error(f"inventory {args.inventory} does not exist")
@@ -122,13 +163,30 @@ def main(argv: list[str] | None = None) -> int:
             service.name, service.url, f"[{style}]{service.health}[/{style}]", service.credentials
         )
     Console().print(table)
+    cluster: list[KubeNode] = []
+    if data.get("kube_node", {}).get("hosts"):
+        if args.kubectl is None:
+            parser.error("the inventory has kube_node hosts: --kubectl PATH lists them")
+        kubeconfig = args.inventory / ".generated" / "kubeconfig"
+        cluster = kube_nodes(args.kubectl, kubeconfig)
+        table = Table(title=f"Kubernetes nodes (KUBECONFIG={kubeconfig})")
+        for column in ("node", "Ready", "kubelet", "nvidia.com/gpu"):
+            table.add_column(column)
+        for kube in cluster:
+            style = "green" if kube.healthy else "red"
+            table.add_row(kube.name, f"[{style}]{kube.ready}[/{style}]", kube.version, kube.gpus)
+        Console().print(table)
     config = args.inventory / ".generated" / "labstack.toml"
     config.write_text(launcher_config(args.inventory, data), encoding="utf-8")
     Console().print(
         f"labstack CLI: export LABSTACK_CONFIG={config.resolve()} "
         "(no secrets in it; see README, 'Submitting runs')"
     )
-    healthy = all(node.healthy for node in found) and all(s.healthy for s in running)
+    healthy = (
+        all(node.healthy for node in found)
+        and all(s.healthy for s in running)
+        and all(kube.healthy for kube in cluster)
+    )
     return 0 if found and healthy else 1
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import requests
 
-# name, inventory group, container port, health path
+# name, inventory group, container port, health path, the CA its TLS
+# certificate verifies against (INVENTORY/.generated/pki/NAME.crt)
 _SERVICES = [
-    ("MinIO S3 API", "storage", 9000, "/minio/health/cluster"),
-    ("MinIO console", "storage", 9001, "/"),
-    ("MLflow", "tracking", 5000, "/health"),
-    ("OpenBao", "secrets", 8200, "/v1/sys/health"),
+    ("MinIO S3 API", "storage", 9000, "/minio/health/cluster", "ca"),
+    ("MinIO console", "storage", 9001, "/", "ca"),
+    ("MLflow", "tracking", 5000, "/health", "ca"),
+    ("OpenBao", "secrets", 8200, "/v1/sys/health", "ca"),
+    ("Kubernetes API", "kube_control_plane", 6443, "/readyz", "kubernetes-ca"),
 ]
 _WHERE = {
     "MinIO S3 API": "minio_root_user / minio_root_password; service users mlflow, jobs, curator",
@@ -59,17 +61,23 @@ def _health(url: str, ca: Path) -> str:
 
 def services(inventory: Path, data: dict) -> list[Service]:
     """Every service of the inventory `data` (ansible-inventory --list)."""
-    ca = inventory / ".generated" / "pki" / "ca.crt"
+    generated = inventory / ".generated"
     where = f"{inventory / 'credentials.yml'} (ansible-vault view)"
     found: list[Service] = []
-    for name, group, port, path in _SERVICES:
+    for name, group, port, path, ca in _SERVICES:
         members = data.get(group, {}).get("hosts", [])
         if not members:
             continue
         host = members[0]
         address = _published(data["_meta"]["hostvars"].get(host, {}), port) or f"{host}:{port}"
         url = f"https://{address}"
-        found.append(Service(name, url, _health(url + path, ca), f"{where}: {_WHERE[name]}"))
+        credentials = (
+            f"admin kubeconfig {generated / 'kubeconfig'} (0600)"
+            if group == "kube_control_plane"
+            else f"{where}: {_WHERE[name]}"
+        )
+        health = _health(url + path, generated / "pki" / f"{ca}.crt")
+        found.append(Service(name, url, health, credentials))
     return found
 
 

@@ -3,12 +3,13 @@ provisioning, exposure, the helm test pod and NOTES."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from conftest import rendered, values_file
-from helmtool import Manifest, helm, render, template
+from helmtool import Manifest, helm, merged_values, render, template
 
 MINIMAL = values_file("labstack-minimal")
 
@@ -225,7 +226,8 @@ def test_notes_name_images_and_endpoints() -> None:
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     for expected in (
-        "labstack/minio:RELEASE.2025-10-15T17-29-55Z",
+        "labstack/minio:v0.0.0-20260212201848-7aac2a2c5b7c",
+        "labstack/openbao:2.7.2",
         "labstack/mlflow:3.17.2",
         "http://lab-labstack-mlflow:5000",
         "bao operator init",
@@ -233,3 +235,19 @@ def test_notes_name_images_and_endpoints() -> None:
     ):
         assert expected in notes, expected
     assert "password" not in notes.lower().replace("admin username and password", "")
+
+
+def test_default_images_are_the_ones_make_images_builds() -> None:
+    """The chart's default tags are those of `make images` (the Makefile's
+    exports), so that `helm install` without image values runs them."""
+    values = merged_values("labstack", ())
+    for component, variable in {
+        "minio": "LABSTACK_MINIO_IMAGE",
+        "postgresql": "LABSTACK_POSTGRES_IMAGE",
+        "mlflow": "LABSTACK_MLFLOW_IMAGE",
+        "openbao": "LABSTACK_OPENBAO_IMAGE",
+    }.items():
+        built = os.environ.get(variable, "")
+        assert built, f"{variable} is unset: run the chart tests with `make charts`"
+        image = values[component]["image"]
+        assert f"{image['repository']}:{image['tag']}" == built, component

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from typing import Any
 
 import kubeschema
 import pytest
@@ -95,3 +97,36 @@ def test_templates_use_no_lookup_or_random(chart: str) -> None:
             text = tpl.read_text()
             found = [b for b in banned if b in text]
             assert not found, f"{tpl} uses {found}"
+
+
+# A plain scalar that Kubernetes' YAML parser (YAML 1.2 core schema) reads
+# as a number, where PyYAML (YAML 1.1, the renderings above) keeps a string:
+# an unquoted 8-hex-digit hash such as 4350e154 is the float 4.35e+157 to
+# the API server, which refuses it as an annotation.
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _metadata_keys(node: Any, found: set[str]) -> set[str]:
+    """The keys of every labels and annotations map in NODE (pod templates too)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("labels", "annotations") and isinstance(value, dict):
+                found.update(value)
+            _metadata_keys(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _metadata_keys(item, found)
+    return found
+
+
+def test_label_and_annotation_values_stay_strings_for_kubernetes(case: tuple[str, str]) -> None:
+    chart, name = case
+    text = template(chart, (values_file(name),)).stdout
+    keys = _metadata_keys(rendered(chart, name), set())
+    plain = re.findall(r"^\s*([^\s:#]+): ([^\s'\"][^\s]*)\s*$", text, re.MULTILINE)
+    numbers = [(k, v) for k, v in plain if k in keys and _YAML12_NUMBER.fullmatch(v)]
+    assert numbers == [], "unquoted label/annotation values Kubernetes reads as numbers"
+    # Every checksum annotation is quoted, whatever hash the values give.
+    checksums = re.findall(r"^\s*checksum/[\w.-]+: (.*)$", text, re.MULTILINE)
+    assert all(c.startswith('"') for c in checksums), checksums
+    assert _YAML12_NUMBER.fullmatch("4350e154")  # the value that once failed an install

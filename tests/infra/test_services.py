@@ -13,7 +13,7 @@ import pytest
 import requests
 from testinfra.host import Host
 
-from tests.inventory import hosts
+from tests.inventory import hosts, hostvars
 from tests.services import ca_file, endpoint
 
 # (inventory group, systemd unit, the TCP sockets it listens on, as ss prints them)
@@ -29,6 +29,21 @@ SERVICES = [
     ("slurm_dbd", "slurmdbd", {"0.0.0.0:6819"}),
     ("slurm_dbd", "mariadb", {"127.0.0.1:3306"}),
     ("slurm_compute", "slurmd", {"0.0.0.0:6818"}),
+    # Kubernetes: etcd serves the API server on loopback and its peers on the
+    # node's address ({address}); the control plane's other daemons only
+    # answer health checks, on loopback. Workers: the kubelet's API on every
+    # address, its health, kube-proxy's and containerd's streams on loopback.
+    (
+        "kube_control_plane",
+        "etcd",
+        {"127.0.0.1:2379", "{address}:2379", "{address}:2380", "127.0.0.1:2381"},
+    ),
+    ("kube_control_plane", "kube-apiserver", {"*:6443"}),
+    ("kube_control_plane", "kube-controller-manager", {"127.0.0.1:10257"}),
+    ("kube_control_plane", "kube-scheduler", {"127.0.0.1:10259"}),
+    ("kube_node", "kubelet", {"*:10250", "127.0.0.1:10248"}),
+    ("kube_node", "kube-proxy", {"127.0.0.1:10249", "127.0.0.1:10256"}),
+    ("kube_node", "containerd", {"127.0.0.1:10010"}),
 ]
 # (host group, container port, health path, expected body or None)
 HEALTH = [
@@ -37,6 +52,12 @@ HEALTH = [
     ("tracking", 5000, "/health", "OK"),
     ("secrets", 8200, "/v1/sys/health", None),
 ]
+
+
+def _expected(name: str, sockets: set[str]) -> set[str]:
+    """SOCKETS of host NAME, {address} its address on the sandbox network."""
+    address = hostvars(name).get("sandbox_ipv4_address", "")
+    return {entry.replace("{address}", address) for entry in sockets}
 
 
 def _listening(node: Host) -> set[str]:
@@ -53,7 +74,7 @@ def test_service_is_active_and_enabled(
         service = nodes[name].service(unit)
         assert service.is_running, f"{unit} on {name}"
         assert service.is_enabled, f"{unit} on {name}"
-        assert sockets <= _listening(nodes[name]), f"{unit} on {name}"
+        assert _expected(name, sockets) <= _listening(nodes[name]), f"{unit} on {name}"
 
 
 def test_nodes_listen_only_where_their_services_should(node: Host) -> None:
@@ -62,7 +83,7 @@ def test_nodes_listen_only_where_their_services_should(node: Host) -> None:
     expected: set[str] = set()
     for group, _, sockets in SERVICES:
         if name in hosts(group):
-            expected |= sockets
+            expected |= _expected(name, sockets)
     assert _listening(node) == expected, name
 
 

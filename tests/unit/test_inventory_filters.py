@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tests.playbook import ANSIBLE_DIR
+from tests.playbook import ANSIBLE_DIR, load_filter_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "labstack_inventory_filters", ANSIBLE_DIR / "filter_plugins" / "inventory.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
+filters = load_filter_plugin("inventory")
 
 
 def test_declared_variables_come_from_every_role() -> None:
@@ -63,3 +56,73 @@ def test_allowed_extra_variables_are_accepted() -> None:
 )
 def test_invalid_hostnames(name: str, valid: bool) -> None:
     assert (filters.invalid_hostnames([name]) == []) is valid
+
+
+LAYERS = {
+    "Slurm": ["slurm_controller", "slurm_dbd", "slurm_compute"],
+    "Kubernetes": ["kube_control_plane", "kube_node"],
+}
+REQUIRED = ["storage", "tracking", "secrets"]
+SERVICES = {"all": [], "storage": ["storage"], "tracking": ["head"], "secrets": ["head"]}
+SLURM = {"slurm_controller": ["head"], "slurm_dbd": ["head"], "slurm_compute": ["gpu1", "gpu2"]}
+KUBERNETES = {"kube_control_plane": ["kube-cp"], "kube_node": ["kube-gpu1", "kube-gpu2"]}
+
+
+@pytest.mark.parametrize(
+    ("groups", "layers"),
+    [
+        ({**SERVICES, **SLURM}, ["Slurm"]),
+        ({**SERVICES, **KUBERNETES, "slurm_compute": []}, ["Kubernetes"]),
+        ({**SERVICES, **SLURM, **KUBERNETES}, ["Slurm", "Kubernetes"]),
+    ],
+    ids=["slurm-only", "kubernetes-only", "both"],
+)
+def test_a_site_runs_slurm_kubernetes_or_both(groups: dict, layers: list[str]) -> None:
+    assert filters.group_errors(groups, REQUIRED, LAYERS) == []
+    assert filters.requested_layers(groups, LAYERS) == layers
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        (
+            {**SERVICES, "kube_node": ["kube-gpu1", "kube-gpu2"]},
+            "kube_node has hosts (kube-gpu1, kube-gpu2) but inventory group 'kube_control_plane' "
+            "is missing: the Kubernetes layer needs at least one host in it",
+        ),
+        (
+            {**SERVICES, **SLURM, "slurm_controller": []},
+            "slurm_dbd has hosts (head) and slurm_compute has hosts (gpu1, gpu2) but inventory "
+            "group 'slurm_controller' is empty: the Slurm layer needs at least one host in it",
+        ),
+        (
+            {**SERVICES, "slurm_compute": [f"gpu{n}" for n in range(1, 9)]},
+            "slurm_compute has hosts (gpu1, gpu2, gpu3 and 5 more) but inventory group "
+            "'slurm_controller' is missing: the Slurm layer needs at least one host in it",
+        ),
+        (
+            {**SERVICES, **KUBERNETES, "storage": []},
+            "inventory group 'storage' is empty: every site needs at least one host in it, "
+            "whichever compute layers it runs",
+        ),
+    ],
+    ids=["no-control-plane", "empty-controller", "many-hosts", "no-storage"],
+)
+def test_a_group_the_site_needs_is_named(groups: dict, message: str) -> None:
+    assert message in filters.group_errors(groups, REQUIRED, LAYERS)
+
+
+def test_a_slurm_layer_names_every_missing_group() -> None:
+    errors = filters.group_errors({**SERVICES, "slurm_controller": ["head"]}, REQUIRED, LAYERS)
+    assert [error.split("'")[1] for error in errors] == ["slurm_dbd", "slurm_compute"]
+
+
+def test_a_site_with_no_compute_layer_is_told_both_ways() -> None:
+    groups = {**SERVICES, "slurm_compute": [], "kube_node": []}
+    assert filters.group_errors(groups, REQUIRED, LAYERS) == [
+        "no compute layer: no group of the Slurm layer (slurm_controller, slurm_dbd, "
+        "slurm_compute) nor the Kubernetes layer (kube_control_plane, kube_node) has hosts. "
+        "Add hosts to slurm_controller, slurm_dbd and slurm_compute for Slurm, or to "
+        "kube_control_plane and kube_node for Kubernetes, or both"
+    ]
+    assert filters.requested_layers(groups, LAYERS) == []

@@ -8,7 +8,6 @@ that do not exist, so any later play would show them unreachable).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,14 @@ import pytest
 import yaml
 
 from tests.playbook import (
-    ANSIBLE_DIR,
     SANDBOX_INVENTORY,
     assert_rejected_before_any_host,
+    load_filter_plugin,
     offline_inventory,
     run_playbook,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "labstack_slurm_filters", ANSIBLE_DIR / "filter_plugins" / "slurm.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-slurm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(slurm)
+slurm = load_filter_plugin("slurm")
 
 GROUPS = {"slurm_compute": ["gpu1", "gpu2"], "slurm_gpu": ["gpu1", "gpu2"]}
 

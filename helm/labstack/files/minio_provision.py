@@ -19,7 +19,7 @@ from minio import Minio
 from minio.commonconfig import ENABLED
 from minio.credentials.providers import StaticProvider
 from minio.minioadmin import MinioAdmin
-from minio.versioningconfig import SUSPENDED, VersioningConfig
+from minio.versioningconfig import OFF, SUSPENDED, VersioningConfig
 
 HEARTBEAT = Path(os.environ["HEARTBEAT"])
 
@@ -36,16 +36,21 @@ def env(name: str) -> str:
     return value
 
 
-def wait_ready(client: Minio, timeout_s: float) -> None:
+def connect(netloc: str, root: StaticProvider, secure: bool, timeout_s: float) -> Minio:
+    """A client of a MinIO that answers. Each try gets a new client, hence a
+    new connection: one that reached something else than MinIO (while the
+    Service has no endpoint yet, a proxy or another host on the route may
+    answer) would otherwise be kept alive and reused for every later try."""
     deadline = time.monotonic() + timeout_s
     while True:
+        client = Minio(netloc, credentials=root, secure=secure)
         try:
             client.list_buckets()
-            return
+            return client
         except Exception as exc:  # the server is still starting
             if time.monotonic() > deadline:
                 sys.exit(f"MinIO at {os.environ['MINIO_ENDPOINT']} not ready: {exc}")
-            beat(f"waiting for MinIO: {exc.__class__.__name__}")
+            beat(f"waiting for MinIO: {exc.__class__.__name__}: {str(exc)[:200]}")
             time.sleep(3)
 
 
@@ -54,9 +59,9 @@ def main() -> None:
     url = urlparse(env("MINIO_ENDPOINT"))
     secure = url.scheme == "https"
     root = StaticProvider(env("MINIO_ROOT_USER"), env("MINIO_ROOT_PASSWORD"))
-    client = Minio(url.netloc, credentials=root, secure=secure)
+    timeout_s = float(os.environ.get("READY_TIMEOUT_S", "300"))
+    client = connect(url.netloc, root, secure, timeout_s)
     admin = MinioAdmin(endpoint=url.netloc, credentials=root, secure=secure)
-    wait_ready(client, float(os.environ.get("READY_TIMEOUT_S", "300")))
 
     for bucket in plan["buckets"]:
         name = bucket["name"]
@@ -66,8 +71,10 @@ def main() -> None:
             client.make_bucket(name)
             beat(f"bucket {name}: created")
         wanted = ENABLED if bucket.get("versioning", False) else SUSPENDED
-        current = client.get_bucket_versioning(name).status
-        if current != wanted and not (wanted == SUSPENDED and current == "Off"):
+        # A bucket never versioned has no status ("Off"): leave it so, as
+        # suspending it would be a change.
+        current = client.get_bucket_versioning(name).status or OFF
+        if current != wanted and not (wanted == SUSPENDED and current == OFF):
             client.set_bucket_versioning(name, VersioningConfig(wanted))
             beat(f"bucket {name}: versioning {wanted}")
 

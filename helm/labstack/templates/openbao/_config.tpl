@@ -1,8 +1,8 @@
 {{- define "labstack.openbao.config" -}}
 {{- $b := .b -}}
 ui = {{ $b.ui }}
-# No IPC_LOCK capability under the restricted pod security standard.
-disable_mlock = true
+# No disable_mlock: OpenBao 2.7 has no mlock (and warns of the field); the
+# restricted pod security standard gives no IPC_LOCK capability anyway.
 api_addr = "{{ .scheme }}://{{ .fqdn }}:{{ $b.service.port }}"
 cluster_addr = "https://{{ .fqdn }}:8201"
 

@@ -1,0 +1,3 @@
+module labstack.invalid/pause
+
+go 1.24

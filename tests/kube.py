@@ -1,0 +1,156 @@
+"""Helpers of the Kubernetes tests: kubectl and helm with the sandbox's
+admin kubeconfig, and pods that satisfy the restricted Pod Security Standard."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tests.inventory import hosts
+from tests.playbook import SANDBOX_INVENTORY
+
+KUBECONFIG = SANDBOX_INVENTORY / ".generated" / "kubeconfig"
+
+
+def kubernetes_version() -> str:
+    version = os.environ.get("LABSTACK_KUBERNETES_VERSION", "")
+    assert version, "LABSTACK_KUBERNETES_VERSION is unset: run the tests through make"
+    return version
+
+
+def kubectl_path() -> Path:
+    """The kubectl `make kube-binaries` built (LABSTACK_TOOLS/kubectl-VERSION)."""
+    tools = os.environ.get("LABSTACK_TOOLS", "")
+    assert tools, "LABSTACK_TOOLS is unset: run the tests through make"
+    return Path(tools) / f"kubectl-{kubernetes_version()}"
+
+
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path = KUBECONFIG
+) -> subprocess.CompletedProcess[str]:
+    """kubectl ARGS as the cluster's admin, output captured."""
+    done = subprocess.run(
+        [str(kubectl_path()), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if check:
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}{done.stdout}"
+    return done
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def helm_path() -> Path:
+    """The helm `make` built (LABSTACK_HELM_BIN, versions.env HELM_VERSION)."""
+    path = os.environ.get("LABSTACK_HELM_BIN", "")
+    assert path, "LABSTACK_HELM_BIN is unset: run the tests through make"
+    return Path(path)
+
+
+@cache
+def _helm_home() -> Path:
+    """Helm's config, cache and data directories: the tests' own, empty,
+    removed when the tests end."""
+    home = tempfile.mkdtemp(prefix="labstack-helm-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return Path(home)
+
+
+def helm(
+    *args: str, check: bool = True, timeout: float = 900, kubeconfig: Path = KUBECONFIG
+) -> subprocess.CompletedProcess[str]:
+    """helm ARGS as the cluster's admin, output captured; no user config is read."""
+    home = _helm_home()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    done = subprocess.run(
+        [str(helm_path()), "--kubeconfig", str(kubeconfig), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}{done.stdout}"
+    return done
+
+
+def apply(manifest: dict[str, Any], namespace: str) -> None:
+    kubectl("--namespace", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+def control_plane_name() -> str:
+    return hosts("kube_control_plane")[0]
+
+
+def worker_names() -> list[str]:
+    return hosts("kube_node")
+
+
+def base_image() -> str:
+    image = os.environ.get("LABSTACK_BASE_IMAGE", "")
+    assert image, "LABSTACK_BASE_IMAGE is unset: run the tests through make"
+    return image
+
+
+def pod(
+    name: str,
+    command: list[str],
+    *,
+    node: str | None = None,
+    labels: dict[str, str] | None = None,
+    resources: dict[str, Any] | None = None,
+    restart: str = "Never",
+) -> dict[str, Any]:
+    """A pod of the base image that the restricted Pod Security Standard admits."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": base_image(),
+        "imagePullPolicy": "Never",
+        "command": command,
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": resources or {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": restart,
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    if node:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+    }
