@@ -63,7 +63,10 @@ def _wait_for_phase(namespace: str, name: str, phases: set[str], seconds: int = 
 # minbase has no other), answering with the node it runs on.
 _SERVER = (
     "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, "
-    "ReuseAddr => 1) or die $!; while (my $c = $s->accept) { my $l = <$c>; "
+    "ReuseAddr => 1) or die $!; while (my $c = $s->accept) { "
+    # Read the whole request (to its blank line): closing with unread bytes
+    # would reset the connection before the client read the answer.
+    "while (my $l = <$c>) { last if $l =~ /^\\r?\\n$/ } "
     'print $c "HTTP/1.0 200 OK\\r\\n\\r\\nserved by $ENV{NODE_NAME}\\n"; close $c }'
 )
 
