@@ -52,9 +52,13 @@ def test_a_new_worker_joins_on_rerun(tmp_path: Path) -> None:
             capture_output=True,
             check=False,
         )
-        # The remaining nodes follow the inventory again: the Kubernetes layer alone.
-        restored = run_playbook("playbooks/kubernetes.yml")
-    assert restored.returncode == 0, restored.output
+        # The remaining hosts follow the inventory again: /etc/hosts (common)
+        # and the pod routes (the Kubernetes layer).
+        restored = [
+            run_playbook(book) for book in ("playbooks/common.yml", "playbooks/kubernetes.yml")
+        ]
+    for run in restored:
+        assert run.returncode == 0, run.output
     assert sorted(i["metadata"]["name"] for i in kubectl_json("get", "nodes")["items"]) == sorted(
         worker_names()
     )
