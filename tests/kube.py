@@ -26,27 +26,51 @@ def kubernetes_version() -> str:
 
 
 def kubectl_path() -> Path:
-    """The kubectl `make kube-binaries` built (LABSTACK_TOOLS/kubectl-VERSION)."""
-    tools = os.environ.get("LABSTACK_TOOLS", "")
-    assert tools, "LABSTACK_TOOLS is unset: run the tests through make"
-    return Path(tools) / f"kubectl-{kubernetes_version()}"
+    """The kubectl `make kube-binaries` built (LABSTACK_KUBECTL_BIN)."""
+    path = os.environ.get("LABSTACK_KUBECTL_BIN", "")
+    assert path, "LABSTACK_KUBECTL_BIN is unset: run the tests through make"
+    return Path(path)
+
+
+def _run(
+    tool: str,
+    binary: Path,
+    args: tuple[str, ...],
+    *,
+    check: bool,
+    kubeconfig: Path,
+    timeout: float,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """BINARY --kubeconfig KUBECONFIG ARGS, output captured; a failure names TOOL and ARGS."""
+    done = subprocess.run(
+        [str(binary), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, f"{tool} {' '.join(args)}: {done.stderr}{done.stdout}"
+    return done
 
 
 def kubectl(
     *args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path = KUBECONFIG
 ) -> subprocess.CompletedProcess[str]:
     """kubectl ARGS as the cluster's admin, output captured."""
-    done = subprocess.run(
-        [str(kubectl_path()), "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
+    return _run(
+        "kubectl",
+        kubectl_path(),
+        args,
+        check=check,
+        kubeconfig=kubeconfig,
         timeout=600,
+        stdin=stdin,
     )
-    if check:
-        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}{done.stdout}"
-    return done
 
 
 def kubectl_json(*args: str) -> Any:
@@ -81,17 +105,9 @@ def helm(
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_DATA_HOME": str(home / "data"),
     }
-    done = subprocess.run(
-        [str(helm_path()), "--kubeconfig", str(kubeconfig), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
+    return _run(
+        "helm", helm_path(), args, check=check, kubeconfig=kubeconfig, timeout=timeout, env=env
     )
-    if check:
-        assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}{done.stdout}"
-    return done
 
 
 def apply(manifest: dict[str, Any], namespace: str) -> None:
