@@ -1,19 +1,36 @@
-"""A second run of the sandbox and of site.yml changes nothing."""
+"""A second run of the sandbox and of site.yml changes nothing, and the
+verbose site.yml rerun shows no generated secret."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.inventory import hosts
-from tests.playbook import run_playbook
+from tests.playbook import PlaybookRun, run_playbook
+from tests.services import secret_values
 
 
-@pytest.mark.parametrize("playbook", ["sandbox.yml", "site.yml"])
-def test_rerun_changes_nothing(playbook: str) -> None:
-    run = run_playbook(playbook)
+def _assert_unchanged(run: PlaybookRun, expected: set[str]) -> None:
     assert run.returncode == 0, run.output
-    expected = {"localhost"} | (set(hosts()) if playbook == "site.yml" else set())
     assert set(run.recap) == expected, run.output
     for host, counts in run.recap.items():
         assert counts["changed"] == 0, f"{host} changed on a re-run:\n{run.output}"
         assert counts["failed"] == counts["unreachable"] == 0, run.output
+
+
+@pytest.fixture(scope="module")
+def site_rerun() -> PlaybookRun:
+    return run_playbook("site.yml", verbose=True)
+
+
+def test_sandbox_rerun_changes_nothing() -> None:
+    _assert_unchanged(run_playbook("sandbox.yml"), {"localhost"})
+
+
+def test_site_rerun_changes_nothing(site_rerun: PlaybookRun) -> None:
+    _assert_unchanged(site_rerun, {"localhost", *hosts()})
+
+
+def test_no_secret_in_the_verbose_site_rerun(site_rerun: PlaybookRun) -> None:
+    leaked = [n for n, value in enumerate(secret_values()) if value in site_rerun.output]
+    assert not leaked, f"{len(leaked)} generated secret(s) appear in the ansible-playbook -v output"
