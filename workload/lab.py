@@ -42,10 +42,10 @@ def _ansible(tool: str, inventory: Path, *args: str) -> str:
         **os.environ,
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        # Only JSON on stdout: no callback the caller enabled (profile_tasks)
-        # may print beside it.
-        "ANSIBLE_CALLBACKS_ENABLED": "",
     }
+    # Only JSON on stdout: no callback the caller enabled (profile_tasks) may
+    # print beside it.
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     done = subprocess.run(  # noqa: S603 (our own tools, argument lists)
         [str(_BIN / tool), "-i", str(inventory), *args],
         env=env,
