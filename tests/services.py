@@ -85,3 +85,9 @@ def secret_values() -> list[str]:
         values.append(Path(password_file).read_text(encoding="utf-8").strip())
     assert all(len(value) >= 16 for value in values), "a generated secret is too short"
     return values
+
+
+def leaked_secrets(text: str) -> list[int]:
+    """The indexes in secret_values() of the secrets that appear in text (never
+    the values themselves, which a failing assertion would print)."""
+    return [n for n, value in enumerate(secret_values()) if value in text]

@@ -7,7 +7,7 @@ import pytest
 
 from tests.inventory import hosts
 from tests.playbook import PlaybookRun, run_playbook
-from tests.services import secret_values
+from tests.services import leaked_secrets
 
 
 def _assert_unchanged(run: PlaybookRun, expected: set[str]) -> None:
@@ -32,5 +32,5 @@ def test_site_rerun_changes_nothing(site_rerun: PlaybookRun) -> None:
 
 
 def test_no_secret_in_the_verbose_site_rerun(site_rerun: PlaybookRun) -> None:
-    leaked = [n for n, value in enumerate(secret_values()) if value in site_rerun.output]
+    leaked = leaked_secrets(site_rerun.output)
     assert not leaked, f"{len(leaked)} generated secret(s) appear in the ansible-playbook -v output"

@@ -15,7 +15,7 @@ import requests
 
 from tests.inventory import container, hosts
 from tests.playbook import PlaybookRun, run_playbook
-from tests.services import ca_file, credentials, endpoint, secret_values
+from tests.services import ca_file, credentials, endpoint, leaked_secrets, secret_values
 
 _SCAN = "/root/.labstack-secret-scan"
 
@@ -55,7 +55,7 @@ def test_a_rerun_unseals_a_restarted_openbao(rerun_after_restart: PlaybookRun) -
 
 
 def test_no_secret_in_the_verbose_unsealing_run(rerun_after_restart: PlaybookRun) -> None:
-    leaked = [n for n, value in enumerate(secret_values()) if value in rerun_after_restart.output]
+    leaked = leaked_secrets(rerun_after_restart.output)
     assert not leaked, f"{len(leaked)} generated secret(s) appear in the ansible-playbook -v output"
 
 
@@ -101,5 +101,5 @@ def test_no_secret_in_process_list(host: str) -> None:
         check=True,
     ).stdout
     assert len(listed.splitlines()) > 1
-    leaked = [n for n, value in enumerate(secret_values()) if value in listed]
+    leaked = leaked_secrets(listed)
     assert not leaked, f"{len(leaked)} secret(s) in the command lines of {host}'s processes"
