@@ -78,8 +78,27 @@ def test_one_cpu_pod(config: LabConfig) -> None:
     assert set(objects) == {"Job"}
     container = objects["Job"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "workload.train"]
+    # The dataset cache's node-local level is the pod's scratch emptyDir.
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DATA_EPHEMERAL_PATH"] == "/scratch"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in objects["Job"]["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mounts["/scratch"]]
+    assert "DATA_PATH" not in env, "no shared cache unless [kubernetes] names one"
     assert container["args"] == ["--device", "cpu"]
     assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+
+
+def test_the_shared_dataset_cache_comes_from_the_lab_config(config: LabConfig) -> None:
+    k8s_config = dataclasses.replace(
+        config.kubernetes, data_cache_host_path="/shared/labstack/datasets"
+    )
+    objects = _render(dataclasses.replace(config, kubernetes=k8s_config), spec.Resources(), [])
+    pod = objects["Job"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DATA_PATH"] == "/datasets"
+    hostpaths = [v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v]
+    assert hostpaths == ["/shared/labstack/datasets"]
 
 
 @pytest.mark.parametrize("image", ["labstack/training", "registry:5000/training", "x:"])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from conftest import rendered
-from helmtool import Manifest
+import json
+from pathlib import Path
+
+import pytest
+from conftest import rendered, values_file
+from helmtool import Manifest, render
 
 
 def _objects(name: str) -> dict[str, Manifest]:
@@ -96,3 +100,40 @@ def test_gpu_scheduling_and_shared_memory() -> None:
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         assert mounts["/dev/shm"] == "dshm"
         assert pod["securityContext"]["runAsUser"] == 10001
+
+
+@pytest.mark.parametrize(
+    ("data_cache", "volume"),
+    [
+        (
+            {"claimName": "datasets", "hostPath": ""},
+            {"persistentVolumeClaim": {"claimName": "datasets"}},
+        ),
+        (
+            {"claimName": "", "hostPath": "/shared/labstack/datasets"},
+            {"hostPath": {"path": "/shared/labstack/datasets", "type": "Directory"}},
+        ),
+    ],
+)
+def test_the_shared_dataset_cache_is_a_claim_or_a_node_directory(
+    tmp_path: Path, data_cache: dict[str, str], volume: dict[str, object]
+) -> None:
+    extra = tmp_path / "data-cache.yaml"
+    extra.write_text(json.dumps({"dataCache": data_cache}))
+    (job,) = render("training-job", (values_file("training-single"), extra))
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert (env["DATA_PATH"], env["DATA_EPHEMERAL_PATH"]) == ("/datasets", "/scratch")
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    assert {v["name"]: v for v in pod["volumes"]}[mounts["/datasets"]] == {
+        "name": "datasets",
+        **volume,
+    }
+
+
+def test_without_a_shared_cache_only_the_node_local_level_is_set() -> None:
+    pod = _objects("training-single")["Job"]["spec"]["template"]["spec"]
+    env = {e["name"] for e in pod["containers"][0]["env"]}
+    assert "DATA_PATH" not in env
+    assert "DATA_EPHEMERAL_PATH" in env
+    assert "datasets" not in {v["name"] for v in pod["volumes"]}

@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 from workload.config import TrainConfig
 from workload.launch import spec
+from workload.launch.backend import NAMES, Backend, JobRef, JobRequest, LogCursor, backend
 from workload.launch.config import ConfigError, LabConfig, load
 from workload.launch.k8s import KubernetesError
 from workload.launch.runs import TERMINAL, Runs, Submitted, TrackingError, launch_tags
 from workload.launch.slurm import ClusterError
-from workload.launch.targets import Job, Target
 from workload.launch.vault import Vault, VaultError
 
 ERRORS = (ConfigError, spec.SpecError, TrackingError, VaultError, ClusterError, KubernetesError)
@@ -49,14 +49,18 @@ def _plans(name: str, args: list[str], sweep: list[str]) -> list[Plan]:
     base = spec.check_name(name)
     fixed = spec.parse_pairs("--args", args)
     axes = list(spec.parse_pairs("--sweep", sweep))
-    return [
+    plans = [
         _plan(spec.job_name(base, point, axes), point) for point in spec.sweep_points(fixed, sweep)
     ]
+    names = [p.job_name for p in plans]
+    if len(set(names)) != len(names):  # a hash collision: never seen, but never silent
+        raise spec.SpecError(f"--sweep gives two points the same job name: {sorted(names)}")
+    return plans
 
 
 def _launch(
     config: LabConfig,
-    target: Target,
+    target: Backend,
     build: dict[str, str],
     plans: list[Plan],
     reuse_run: str = "",
@@ -65,14 +69,14 @@ def _launch(
     """Create each run (or reuse one), then submit its job; a failed submission leaves no run."""
     runs = Runs(config)
     runs.check()
-    vault = Vault(config) if target.needs_login() else None
+    vault = Vault(config) if target.needs_login else None
     if vault:
         vault.check()
     commit = build.get("git.commit", "unknown")
     done = []
     for job_name, point, argv, train in plans:
         tags = {
-            **launch_tags(target.backend, job_name, point, build),
+            **launch_tags(target.name, job_name, point, build),
             **target.resources.as_tags(),
             **(extra_tags or {}),
         }
@@ -81,9 +85,8 @@ def _launch(
             runs.client.update_run(run_id, status="SCHEDULED")
         login = vault.job_login(run_id) if vault else None
         try:
-            job_id = target.submit(
-                run_id, train.experiment, job_name, commit, argv, login.as_file() if login else ""
-            )
+            request = JobRequest(run_id, train.experiment, job_name, commit, argv)
+            job_id = target.submit(request, login.as_file() if login else "")
         except BaseException:
             if vault and login:
                 vault.revoke(login.accessor)
@@ -94,7 +97,7 @@ def _launch(
             run_id,
             {
                 "job.id": job_id,
-                "job.scheduler": target.backend,
+                "job.scheduler": target.name,
                 "labstack.run_dir": target.run_dir(run_id),
                 "labstack.login_accessor": login.accessor if login else "",
             },
@@ -106,7 +109,7 @@ def _launch(
 
 def cmd_submit(args: argparse.Namespace) -> int:
     config = load(args.config)
-    target = Target(config, args.on, _resources(args))
+    target = backend(args.on, config, _resources(args))
     plans = _plans(args.name, args.args, args.sweep)
     build = target.prepare()
     _launch(config, target, build, plans)
@@ -115,28 +118,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     config = load(args.config)
-    target = Target(config, args.on, _resources(args))
+    target = backend(args.on, config, _resources(args))
     plans = _plans(args.name, args.args, args.sweep)
     build = target.prepare()
+    commit = build.get("git.commit", "unknown")
     for job_name, _point, argv, train in plans:
         placeholder = "0" * 32  # the run id `submit` would create
-        print(
-            target.render(
-                placeholder, train.experiment, job_name, build.get("git.commit", "unknown"), argv
-            )
-        )
+        print(target.render(JobRequest(placeholder, train.experiment, job_name, commit, argv)))
     return 0
 
 
-def _job(config: LabConfig, runs: Runs, run_id: str) -> Job:
+def _job(config: LabConfig, runs: Runs, run_id: str) -> tuple[Backend, JobRef]:
+    """The backend a run was submitted to and its job, from the run's tags."""
     tags = runs.get(run_id).data.tags
     if "labstack.backend" not in tags or "job.id" not in tags:
         raise spec.SpecError(
             f"run {run_id} was not submitted by labstack (no labstack.backend/job.id tags)"
         )
-    return Job(
-        config, tags["labstack.backend"], tags["job.id"], run_id, tags.get("labstack.run_dir", "")
-    )
+    target = backend(tags["labstack.backend"], config, spec.Resources.from_tags(tags))
+    return target, JobRef(tags["job.id"], run_id, tags.get("labstack.run_dir", ""))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -144,11 +144,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = Runs(config)
     for run_id in args.run_ids:
         run = runs.get(run_id)
-        job = _job(config, runs, run_id)
+        target, job = _job(config, runs, run_id)
         history = runs.client.get_metric_history(run_id, "train.loss")
         step = max((m.step for m in history), default=0)
         print(
-            f"run {run_id}  {run.info.status}  {job.backend} job {job.job_id} {job.state()}  "
+            f"run {run_id}  {run.info.status}  {target.name} job {job.job_id} "
+            f"{target.state(job)}  "
             f"step {step}\n    {runs.url(run_id)}"
         )
     return 0
@@ -156,15 +157,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     config = load(args.config)
-    job = _job(config, Runs(config), args.run_id)
-    offset = 0
+    target, job = _job(config, Runs(config), args.run_id)
+    cursor = LogCursor()
     while True:
         # Looked at before the read, so that the last read has all of the output.
-        ended = not args.follow or not job.active()
-        output = job.log(offset)
-        sys.stdout.buffer.write(output)
+        ended = not args.follow or not target.active(job)
+        sys.stdout.buffer.write(target.log(job, cursor))
         sys.stdout.buffer.flush()
-        offset += len(output)
         if ended:
             return 0
         time.sleep(2)
@@ -174,10 +173,10 @@ def _end(args: argparse.Namespace, graceful: bool) -> int:
     config = load(args.config)
     runs = Runs(config)
     for run_id in args.run_ids:
-        job = _job(config, runs, run_id)
+        target, job = _job(config, runs, run_id)
         runs.set_tags(run_id, {"labstack.ended_by": "stop" if graceful else "cancel"})
-        job.stop(graceful)
-        final = job.wait(args.timeout)
+        target.stop(job, graceful)
+        final = target.wait(job, args.timeout)
         status = runs.get(run_id).info.status
         if status not in TERMINAL:
             runs.terminate(run_id, "KILLED")  # the job never started, or was killed hard
@@ -199,13 +198,12 @@ def cmd_relaunch(args: argparse.Namespace) -> int:
         raise spec.SpecError(
             f"run {args.run_id} was not submitted by labstack: nothing to relaunch"
         )
-    resources = spec.Resources.from_tags(tags)
-    job = _job(config, runs, args.run_id)
-    if run.info.status not in TERMINAL and job.active():
+    target, job = _job(config, runs, args.run_id)
+    if run.info.status not in TERMINAL and target.active(job):
         raise spec.SpecError(
-            f"run {args.run_id} still has job {job.job_id} {job.state()}: stop or cancel it first"
+            f"run {args.run_id} still has job {job.job_id} {target.state(job)}: "
+            "stop or cancel it first"
         )
-    target = Target(config, tags["labstack.backend"], resources)
     build = target.prepare(env_path=tags.get("env.path", ""))
     where = tags.get("env.path") or tags.get("env.image") or "this checkout"
     if build.get("git.commit") != tags.get("git.commit"):
@@ -224,7 +222,7 @@ def cmd_relaunch(args: argparse.Namespace) -> int:
 
 def _add_job_options(sub: argparse.ArgumentParser) -> None:
     defaults = spec.Resources()
-    sub.add_argument("--on", choices=spec.BACKENDS, required=True, help="where the job runs")
+    sub.add_argument("--on", choices=NAMES, required=True, help="where the job runs")
     sub.add_argument("--name", default="shapes", help="job name (sweep points append their values)")
     sub.add_argument("--nodes", type=int, default=defaults.nodes, help="nodes (DDP across them)")
     sub.add_argument(

@@ -64,6 +64,10 @@ class Kubernetes:
     mlflow_secret: str = "labstack-job-mlflow"  # noqa: S105 (a Secret's name)
     s3_secret: str = "labstack-job-s3"  # noqa: S105 (a Secret's name)
     context: str = ""
+    # The dataset cache's shared level (the chart's dataCache): a
+    # PersistentVolumeClaim of the namespace, or a directory of every node.
+    data_cache_claim: str = ""
+    data_cache_host_path: str = ""
 
 
 @dataclass(frozen=True)

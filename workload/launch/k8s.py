@@ -1,4 +1,8 @@
-"""Kubernetes: the Job of helm/training-job, rendered with `helm template`, applied with kubectl."""
+"""Kubernetes: the Job of helm/training-job, rendered with `helm template`, applied with kubectl.
+
+Followed through the Job's status and its pods: every pod of an Indexed Job,
+every attempt (a retried pod is a new pod), until the Job is deleted.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from workload.launch.backend import Backend, JobRef, JobRequest, LogCursor
 from workload.launch.config import LabConfig
 from workload.launch.spec import Resources, SpecError
+
+# A Job's name is its pods' hostname prefix (NAME-INDEX-xxxxx, at most 63
+# characters) and helm's release name (at most 53): the run's job name cut
+# to 43, then the run id's first 8 hex digits (a relaunch of a finished run
+# is another run: another Job beside the first, whose pods keep their logs).
+_NAME_PREFIX = 43
+# The annotation `stop` sets on the Job it suspends.
+STOPPED_BY = "labstack.io/stopped-by"
 
 
 class KubernetesError(RuntimeError):
@@ -45,6 +58,7 @@ def values(
         "nodes": resources.nodes,
         "gpusPerNode": resources.gpus,
         "secrets": {"mlflow": k8s.mlflow_secret, "s3": k8s.s3_secret},
+        "dataCache": {"claimName": k8s.data_cache_claim, "hostPath": k8s.data_cache_host_path},
         "env": {"LABSTACK_GIT_COMMIT": git_commit, "S3_ENDPOINT": config.jobs.s3_endpoint},
         "resources": {
             "requests": {
@@ -64,38 +78,167 @@ def _run(what: str, argv: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
+def job_name(job: JobRequest) -> str:
+    """The Job of this run: distinct per run, stable for it (see _NAME_PREFIX)."""
+    return f"{job.job_name[:_NAME_PREFIX].rstrip('-')}-{job.run_id[:8]}"
+
+
 def render(config: LabConfig, name: str, chart_values: dict) -> str:
+    """The chart's manifest; NAME is the release's and, exactly, the Job's."""
     helm = _tool("helm", "LABSTACK_HELM_BIN")
     k8s = config.kubernetes
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "values.json"
-        path.write_text(json.dumps(chart_values))
+        path.write_text(json.dumps({**chart_values, "fullnameOverride": name}))
         argv = [helm, "template", name, k8s.chart, "--namespace", k8s.namespace, "-f", str(path)]
         return _run(f"helm template {k8s.chart}", argv)
 
 
-def _kubectl(config: LabConfig, *args: str, stdin: str | None = None) -> str:
+def _argv(config: LabConfig, *args: str) -> list[str]:
     kubectl = _tool("kubectl", "LABSTACK_KUBECTL_BIN")
     context = ["--context", config.kubernetes.context] if config.kubernetes.context else []
-    argv = [kubectl, *context, "--namespace", config.kubernetes.namespace, *args]
-    return _run(f"kubectl {args[0]}", argv, stdin)
+    return [kubectl, *context, "--namespace", config.kubernetes.namespace, *args]
 
 
-def check(config: LabConfig) -> None:
-    """The cluster answers and lets us create Jobs (before any run is created)."""
+def _kubectl(config: LabConfig, *args: str, stdin: str | None = None) -> str:
+    return _run(f"kubectl {args[0]}", _argv(config, *args), stdin)
+
+
+def check(config: LabConfig, resources: Resources) -> None:
+    """The namespace exists, we may create Jobs there, and some node has the GPUs asked for."""
     _tool("helm", "LABSTACK_HELM_BIN")
+    namespace = config.kubernetes.namespace
+    found = _kubectl(config, "get", "serviceaccount", "default", "--ignore-not-found", "-o", "name")
+    if not found.strip():
+        raise SpecError(f"[kubernetes] namespace {namespace!r} does not exist on the cluster")
     answer = _kubectl(config, "auth", "can-i", "create", "jobs").strip()
     if answer != "yes":
-        raise SpecError(f"--on k8s: may not create Jobs in namespace {config.kubernetes.namespace}")
+        raise SpecError(f"--on k8s: may not create Jobs in namespace {namespace}")
+    if resources.gpus:
+        nodes = json.loads(_kubectl(config, "get", "nodes", "-o", "json"))["items"]
+        most = max(
+            (int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) for n in nodes),
+            default=0,
+        )
+        if resources.gpus > most:
+            raise SpecError(
+                f"--gpus {resources.gpus}: no node of the cluster advertises more than "
+                f"{most} nvidia.com/gpu"
+            )
 
 
-def apply(config: LabConfig, manifest: str) -> None:
-    _kubectl(config, "apply", "-f", "-", stdin=manifest)
+def _job(config: LabConfig, name: str) -> dict | None:
+    found = _kubectl(config, "get", "job", name, "--ignore-not-found", "-o", "json")
+    return json.loads(found) if found.strip() else None
 
 
-def delete(config: LabConfig, job_name: str) -> None:
-    _kubectl(config, "delete", "job", job_name, "--wait=false")
+def job_state(job: dict | None) -> str:
+    """A Job's state in Slurm's words: PENDING, RUNNING, COMPLETING, COMPLETED, FAILED,
+    STOPPING/STOPPED (suspended by `stop`), or DELETED."""
+    if job is None:
+        return "DELETED"
+    status = job.get("status", {})
+    true = {c["type"] for c in status.get("conditions", []) if c.get("status") == "True"}
+    if "Complete" in true:
+        return "COMPLETED"
+    if "Failed" in true:
+        return "FAILED"
+    if true & {"SuccessCriteriaMet", "FailureTarget"}:
+        return "COMPLETING"  # the end is decided; pods are still terminating
+    if job.get("spec", {}).get("suspend"):
+        if STOPPED_BY not in job["metadata"].get("annotations", {}):
+            return "PENDING"  # suspended by its queue (Kueue), not by `stop`: not admitted yet
+        # Pods being ended count as `terminating`, no longer as `active`.
+        return "STOPPING" if status.get("active") or status.get("terminating") else "STOPPED"
+    return "RUNNING" if status.get("ready") else "PENDING"
 
 
-def logs(config: LabConfig, job_name: str) -> str:
-    return _kubectl(config, "logs", f"job/{job_name}", "--all-containers")
+class Kubernetes(Backend):
+    """A Job (helm/training-job) per run; its pods get their credentials without the launcher."""
+
+    name = "k8s"
+    needs_login = False
+
+    def prepare(self, env_path: str = "") -> dict[str, str]:
+        check(self.config, self.resources)
+        image = self.config.kubernetes.image
+        return {**_image_revision(image), "env.image": image}
+
+    def run_dir(self, run_id: str) -> str:
+        return ""
+
+    def render(self, job: JobRequest) -> str:
+        chart_values = values(
+            self.config, self.resources, job.run_id, job.experiment, job.git_commit, job.argv
+        )
+        return render(self.config, job_name(job), chart_values)
+
+    def submit(self, job: JobRequest, approle: str) -> str:
+        name = job_name(job)
+        existing = _job(self.config, name)
+        if existing is not None:
+            # The run's own earlier Job (relaunch of a stopped run): it must have ended.
+            if job_state(existing) not in ("COMPLETED", "FAILED", "STOPPED"):
+                raise SpecError(f"Job {name} of run {job.run_id} is {job_state(existing)}")
+            _kubectl(self.config, "delete", "job", name, "--wait=true")
+        _kubectl(self.config, "apply", "-f", "-", stdin=self.render(job))
+        return name
+
+    def state(self, job: JobRef) -> str:
+        return job_state(_job(self.config, job.job_id))
+
+    def stop(self, job: JobRef, graceful: bool) -> None:
+        if graceful:
+            # A suspended Job's pods get SIGTERM (checkpoint) and are not retried. The
+            # annotation tells this suspension from a queue's (Kueue creates Jobs suspended).
+            patch = json.dumps(
+                {
+                    "metadata": {"annotations": {STOPPED_BY: "labstack stop"}},
+                    "spec": {"suspend": True},
+                }
+            )
+            _kubectl(self.config, "patch", "job", job.job_id, "--type=merge", "-p", patch)
+        else:
+            _kubectl(self.config, "delete", "job", job.job_id, "--ignore-not-found", "--wait=false")
+
+    def log(self, job: JobRef, cursor: LogCursor) -> bytes:
+        """Every pod's output, in the order the pods were made (an index's retries after it),
+        each under a `==> pod NAME <==` header when the output read changes."""
+        selector = f"batch.kubernetes.io/job-name={job.job_id}"
+        pods = json.loads(_kubectl(self.config, "get", "pods", "-l", selector, "-o", "json"))
+        out = b""
+        for pod in sorted(pods["items"], key=lambda p: p["metadata"]["creationTimestamp"]):
+            name = pod["metadata"]["name"]
+            done = subprocess.run(  # noqa: S603 (a pod not started yet has no log: empty)
+                _argv(self.config, "logs", name, "--container", "train"),
+                capture_output=True,
+                check=False,
+            )
+            chunk = done.stdout[cursor.at(name) :] if done.returncode == 0 else b""
+            if chunk:
+                if cursor.last != name:
+                    out += f"==> pod {name} <==\n".encode()
+                    cursor.last = name
+                out += cursor.moved(chunk, name)
+        return out
+
+
+def _image_revision(image: str) -> dict[str, str]:
+    """The commit an image was built from (its OCI label), when this machine has the image."""
+    if shutil.which("docker") is None:
+        return {}
+    done = subprocess.run(  # noqa: S603
+        [
+            shutil.which("docker") or "docker",
+            "image",
+            "inspect",
+            "--format",
+            '{{index .Config.Labels "org.opencontainers.image.revision"}}',
+            image,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    revision = done.stdout.strip()
+    return {"git.commit": revision} if done.returncode == 0 and revision else {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from workload.launch.backend import Backend, JobRef, JobRequest, LogCursor
 from workload.launch.config import LabConfig
 from workload.launch.spec import Resources, SpecError
 
@@ -231,3 +232,50 @@ def cancel(login: Login, run_dir: str, job_id: str) -> None:
 
 def log_bytes(login: Login, run_dir: str, job_id: str, offset: int = 0) -> bytes:
     return login.read(["tail", "-c", f"+{offset + 1}", f"{run_dir}/slurm-{job_id}.out"])
+
+
+class Slurm(Backend):
+    """sbatch through the login prefix ([slurm] login); the job logs in with its AppRole file."""
+
+    name = "slurm"
+
+    def __init__(self, config: LabConfig, resources: Resources) -> None:
+        super().__init__(config, resources)
+        self.login = Login(config.slurm.login)
+        self.partition = ""
+        self.env_path = ""
+
+    def prepare(self, env_path: str = "") -> dict[str, str]:
+        self.partition = check_resources(self.login, self.resources).name
+        self.env_path, info = environment(self.login, env_path or self.config.slurm.workload_env)
+        return {**info, "env.path": self.env_path}
+
+    def run_dir(self, run_id: str) -> str:
+        return f"{self.config.slurm.runs_dir}/{run_id}"
+
+    def render(self, job: JobRequest) -> str:
+        return render(
+            self.config,
+            self.resources,
+            self.partition,
+            job.run_id,
+            job.job_name,
+            self.env_path,
+            job.git_commit,
+            job.argv,
+        )
+
+    def submit(self, job: JobRequest, approle: str) -> str:
+        directory = self.run_dir(job.run_id)
+        self.login.write_private(directory, "approle.json", approle)
+        self.login.run(["rm", "-f", f"{directory}/STOP"])
+        return submit(self.login, directory, self.render(job))
+
+    def state(self, job: JobRef) -> str:
+        return state(self.login, job.job_id)
+
+    def stop(self, job: JobRef, graceful: bool) -> None:
+        (stop if graceful else cancel)(self.login, job.run_dir, job.job_id)
+
+    def log(self, job: JobRef, cursor: LogCursor) -> bytes:
+        return cursor.moved(log_bytes(self.login, job.run_dir, job.job_id, cursor.at()))

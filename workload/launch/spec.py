@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from workload.config import TrainConfig, parse, parser
 
-BACKENDS = ("slurm", "k8s", "apptainer", "local")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
+# Kubernetes: helm's release names have at most 53 characters.
+JOB_NAME_MAX = 52
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 
@@ -117,10 +120,18 @@ def sweep_points(args: dict[str, str], sweep: list[str]) -> list[dict[str, str]]
 
 
 def job_name(base: str, point: dict[str, str], axes: list[str]) -> str:
-    """A distinct, scheduler-safe name per sweep point: base-k1-v1-k2-v2."""
+    """A distinct, stable, scheduler-safe name per sweep point: base-k1-v1-k2-v2, at most
+    JOB_NAME_MAX characters. When the values had to be changed to fit (other characters
+    than a-z, 0-9 and '-', or too long), a hash of the exact point is appended, so that
+    two points never share a name (lr=0.1 and lr=0-1 included)."""
     parts = [base] + [f"{k}-{point[k]}" for k in axes]
-    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
-    return name[:63].rstrip("-")
+    wanted = "-".join(parts)
+    name = re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-")
+    if name == wanted and len(name) <= JOB_NAME_MAX:
+        return name
+    exact = json.dumps({k: point[k] for k in axes}, sort_keys=True)
+    digest = hashlib.sha256(exact.encode()).hexdigest()[:8]
+    return f"{name[: JOB_NAME_MAX - 9].rstrip('-')}-{digest}"
 
 
 def check_name(name: str) -> str:

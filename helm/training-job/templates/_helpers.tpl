@@ -49,6 +49,9 @@ labstack.io/mlflow-run-id: {{ . }}
 {{- if gt (int .Values.maxFailedIndexes) (int .Values.nodes) -}}
 {{- fail (printf "\nmaxFailedIndexes is %d but nodes is %d: it cannot exceed the number of indexes" (int .Values.maxFailedIndexes) (int .Values.nodes)) -}}
 {{- end -}}
+{{- if and .Values.dataCache.claimName .Values.dataCache.hostPath -}}
+{{- fail "\ndataCache.claimName and dataCache.hostPath are both set: the shared dataset cache is one or the other" -}}
+{{- end -}}
 {{- range $k, $_ := .Values.env -}}
 {{- if has $k (list "MLFLOW_RUN_ID" "NODE_RANK" "NNODES" "NPROC_PER_NODE" "HOME" "AWS_SECRET_ACCESS_KEY" "MLFLOW_TRACKING_PASSWORD") -}}
 {{- fail (printf "\nenv.%s is set by the chart or comes from a Secret: remove it from env" $k) -}}

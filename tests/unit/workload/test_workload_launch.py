@@ -3,6 +3,7 @@ reading a job's log."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,28 @@ def test_sweep_is_the_cartesian_product_over_fixed_args() -> None:
     assert all(p["max_steps"] == "10" for p in points)
     names = {spec.job_name("shapes", p, ["lr", "width"]) for p in points}
     assert len(names) == 6
-    assert "shapes-lr-0-1-width-8" in names
+    assert {n.rsplit("-", 1)[0] for n in names} >= {"shapes-lr-0-1-width-8"}
+
+
+def test_job_names_are_exact_when_they_can_be() -> None:
+    assert spec.job_name("shapes", {"width": "16", "seed": "3"}, ["width", "seed"]) == (
+        "shapes-width-16-seed-3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"lr": "0.1"}, {"lr": "0-1"}),  # the same once made name-safe
+        ({"lr": "1e-3"}, {"lr": "1E-3"}),  # the same once lower-cased
+        ({"lr": "0." + "1" * 60 + "2"}, {"lr": "0." + "1" * 60 + "3"}),  # past the cut
+    ],
+)
+def test_job_names_of_two_points_differ(a: dict[str, str], b: dict[str, str]) -> None:
+    names = [spec.job_name("shapes", point, ["lr"]) for point in (a, b)]
+    assert names[0] != names[1]
+    assert all(len(n) <= spec.JOB_NAME_MAX and re.fullmatch(r"[a-z0-9-]+", n) for n in names)
+    assert names == [spec.job_name("shapes", point, ["lr"]) for point in (a, b)], "stable"
 
 
 @pytest.mark.parametrize(
