@@ -13,8 +13,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.inventory import hosts
-from tests.playbook import SANDBOX_INVENTORY
+from tests.playbook import REPO, SANDBOX_INVENTORY
 
 KUBECONFIG = SANDBOX_INVENTORY / ".generated" / "kubeconfig"
 
@@ -170,3 +172,33 @@ def pod(
         "metadata": {"name": name, "labels": labels or {}},
         "spec": spec,
     }
+
+
+def training_job(
+    name: str, namespace: str, image: str, command: list[str], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The training-job chart's manifest (a v1 List) for VALUES, sized for the sandbox,
+    with COMMAND in place of the training: the chart's Job as `labstack submit` renders it."""
+    repository, _, tag = image.rpartition(":")
+    sized = {
+        "fullnameOverride": name,
+        "image": {"repository": repository, "tag": tag},
+        "run": {"id": "0" * 32},
+        "gpusPerNode": 0,
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
+        "shm": {"sizeLimit": "64Mi"},
+        "scratch": {"sizeLimit": "1Gi"},
+        **values,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as path:
+        json.dump(sized, path)
+        path.flush()
+        chart = str(REPO / "helm" / "training-job")
+        rendered = helm("template", name, chart, "--namespace", namespace, "-f", path.name)
+    items = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    for item in items:
+        if item["kind"] == "Job":
+            container = item["spec"]["template"]["spec"]["containers"][0]
+            container["command"] = command
+            container.pop("args", None)
+    return {"apiVersion": "v1", "kind": "List", "items": items}

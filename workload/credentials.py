@@ -3,8 +3,11 @@
 The launcher hands over either a short-lived token (`BAO_TOKEN`), an AppRole
 (`BAO_ROLE_ID` + `BAO_SECRET_ID`), or the path of a file private to the job's
 user holding that AppRole as JSON (`BAO_APPROLE_FILE`: what `labstack submit`
-does, so that no secret is in a job script, a job's environment or a process
-list). The secret values read from OpenBao are exported into this process's
+does on Slurm, so that no secret is in a job script, a job's environment or a
+process list). On Kubernetes nothing is handed over: the pod logs in with its
+ServiceAccount token (`BAO_K8S_ROLE` + `BAO_K8S_JWT_PATH`, a projected token
+for OpenBao's audience that the kubelet rotates), through OpenBao's
+Kubernetes auth method. The secret values read from OpenBao are exported into this process's
 environment only (never logged, never in MLflow).
 """
 
@@ -61,6 +64,21 @@ def _read_approle_file(path: Path) -> dict[str, str]:
         ) from None
 
 
+# Where the training-job chart mounts the pod's token for OpenBao's audience.
+_K8S_JWT_PATH = "/var/run/secrets/openbao/token"
+
+
+def _read_k8s_token(path: Path) -> str:
+    """The pod's ServiceAccount token (a JWT) from the projected volume."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CredentialError(f"BAO_K8S_JWT_PATH {path}: {exc.strerror}") from None
+    if token.count(".") != 2:
+        raise CredentialError(f"BAO_K8S_JWT_PATH {path}: not a JWT (header.payload.signature)")
+    return token
+
+
 def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]:
     """If `BAO_ADDR` is set, read the KV v2 secret `BAO_SECRET_PATH` and export its keys.
 
@@ -80,6 +98,12 @@ def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]
     try:
         if env.get("BAO_TOKEN"):
             client.token = env.pop("BAO_TOKEN")
+        elif env.get("BAO_K8S_ROLE"):
+            client.auth.kubernetes.login(
+                role=env["BAO_K8S_ROLE"],
+                jwt=_read_k8s_token(Path(env.get("BAO_K8S_JWT_PATH", _K8S_JWT_PATH))),
+                mount_point=env.get("BAO_K8S_MOUNT", "kubernetes"),
+            )
         elif env.get("BAO_ROLE_ID") and env.get("BAO_SECRET_ID"):
             client.auth.approle.login(
                 role_id=env["BAO_ROLE_ID"],
@@ -88,7 +112,8 @@ def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]
             )
         else:
             raise CredentialError(
-                f"BAO_ADDR={addr} is set but neither BAO_TOKEN nor BAO_ROLE_ID+BAO_SECRET_ID is"
+                f"BAO_ADDR={addr} is set but none of BAO_TOKEN, BAO_K8S_ROLE, "
+                "BAO_ROLE_ID+BAO_SECRET_ID is"
             )
         secret = client.secrets.kv.v2.read_secret_version(
             path=path, mount_point=mount, raise_on_deleted_version=True

@@ -124,4 +124,15 @@ def launcher_config(inventory: Path, data: dict) -> str:
         f'data_path = "{root}/datasets"',
         "",
     ]
+    if data.get("kube_control_plane", {}).get("hosts"):
+        kvars = hostvars.get(first("kube_control_plane"), {})
+        lines += [
+            "[kubernetes]",
+            f'namespace = "{kvars.get("kubernetes_jobs_namespace", "labstack-jobs")}"',
+            f'service_account = "{kvars.get("kubernetes_jobs_service_account", "labstack-job")}"',
+            # The OpenBao Kubernetes role the secrets layer binds to that account.
+            'openbao_role = "jobs"',
+            'ca_configmap = "labstack-ca"',
+            "",
+        ]
     return "\n".join(lines)

@@ -30,6 +30,14 @@ options:
   userpass_users:
     {description: name -> password and token settings, type: dict, default: {}}
   audit_file: {description: file the configured audit device writes, type: str, default: ""}
+  kubernetes_auth:
+    description: >-
+      the Kubernetes auth method: mount, config (kubernetes_host,
+      kubernetes_ca_cert, token_reviewer_jwt) and roles (name -> settings);
+      empty: not configured
+    type: dict
+    default: {}
+    no_log: true
 author: labstack
 """
 
@@ -112,6 +120,8 @@ def _configure(client: Any, params: dict, result: dict) -> None:
             client.sys.enable_auth_method("userpass")
         for name, settings in params["userpass_users"].items():
             _userpass_user(client, params, name, dict(settings), actions)
+    if params["kubernetes_auth"]:
+        _kubernetes_auth(client, params["kubernetes_auth"], actions)
     for path, data in params["kv_secrets"].items():
         try:
             current = client.secrets.kv.v2.read_secret_version(
@@ -149,6 +159,38 @@ def _userpass_user(
         client.auth.userpass.create_or_update_user(name, password=password, **settings)
 
 
+def _kubernetes_auth(client: Any, spec: dict, actions: list[str]) -> None:
+    """Enable and configure the Kubernetes auth method and write its roles.
+
+    OpenBao checks a pod's token by asking the API server (TokenReview) with
+    the reviewer token, which it never returns: the config is rewritten when
+    the host or the cluster's CA differ, which a rebuilt cluster's do.
+    """
+    mount = spec.get("mount", "kubernetes")
+    if f"{mount}/" not in client.sys.list_auth_methods()["data"]:
+        actions.append(f"enable kubernetes at {mount}")
+        client.sys.enable_auth_method("kubernetes", path=mount)
+    config = dict(spec["config"])
+    try:
+        current = client.adapter.get(f"/v1/auth/{mount}/config")["data"]
+    except Exception:  # hvac raises InvalidPath before the first configuration
+        current = {}
+    compared = {k: v for k, v in config.items() if k != "token_reviewer_jwt"}
+    if not current.get("token_reviewer_jwt_set") or any(
+        str(current.get(k, "")).strip() != str(v).strip() for k, v in compared.items()
+    ):
+        actions.append(f"configure {mount}")
+        client.adapter.post(f"/v1/auth/{mount}/config", json=config)
+    for name, settings in spec.get("roles", {}).items():
+        try:
+            current = client.adapter.get(f"/v1/auth/{mount}/role/{name}")["data"]
+        except Exception:
+            current = {}
+        if any(current.get(key) != value for key, value in settings.items()):
+            actions.append(f"set {mount} role {name}")
+            client.adapter.post(f"/v1/auth/{mount}/role/{name}", json=settings)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -165,6 +207,7 @@ def main() -> None:
             "approles": {"type": "dict", "default": {}},
             "userpass_users": {"type": "dict", "default": {}, "no_log": True},
             "audit_file": {"type": "str", "default": ""},
+            "kubernetes_auth": {"type": "dict", "default": {}, "no_log": True},
         },
         required_if=[("action", "configure", ["token"])],
     )

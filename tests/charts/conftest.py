@@ -14,7 +14,7 @@ from live import Server
 # Valid values files of each chart (besides the chart defaults).
 VALID = {
     "labstack": ("labstack-minimal", "labstack-production", "labstack-distributed-minio"),
-    "training-job": ("training-single", "training-multinode"),
+    "training-job": ("training-single", "training-multinode", "training-openbao"),
 }
 CASES = [(chart, name) for chart, names in VALID.items() for name in names]
 

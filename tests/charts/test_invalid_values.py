@@ -6,6 +6,7 @@ of its chart, and states the text the error must contain in a `# expect:` line.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,40 @@ def test_schema_violations_also_fail_lint(path: Path) -> None:
     result = helm("lint", "--strict", f"helm/{chart}", "-f", str(base), "-f", str(path))
     assert result.returncode != 0
     assert _expectation(path) in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("secrets", "named"),
+    [
+        ({"mlflow": "run-mlflow"}, "secrets.mlflow"),
+        ({"s3": "run-s3"}, "secrets.s3"),
+        ({"mlflow": "run-mlflow", "s3": "run-s3"}, "secrets.mlflow and secrets.s3"),
+    ],
+)
+def test_openbao_and_static_secrets_are_one_or_the_other(
+    tmp_path: Path, secrets: dict[str, str], named: str
+) -> None:
+    """Either Secret beside openbao.address is refused, naming exactly the ones set."""
+    extra = tmp_path / "secrets.yaml"
+    extra.write_text(json.dumps({"secrets": secrets}))
+    base = values_file("training-openbao")
+    assert template("training-job", (base,)).returncode == 0
+    result = template("training-job", (base, extra))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert (
+        f"openbao.address and {named} are both set: the job's credentials come from"
+        " OpenBao or from Secrets, one or the other"
+    ) in result.stderr, result.stderr
+
+
+def test_without_openbao_both_secrets_are_still_required(tmp_path: Path) -> None:
+    """No openbao.address: today's `secrets.* must be set` checks hold (none of openbao's)."""
+    extra = tmp_path / "no-mlflow.yaml"
+    extra.write_text(json.dumps({"secrets": {"mlflow": ""}}))
+    result = template("training-job", (values_file("training-single"), extra))
+    assert result.returncode != 0
+    assert "secrets.mlflow must be set: name of the Secret with MLFLOW_TRACKING_URI" in (
+        result.stderr
+    )
+    assert "serviceAccountName" not in result.stderr, "openbao's requirements do not apply"

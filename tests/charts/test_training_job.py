@@ -17,6 +17,8 @@ def _objects(name: str) -> dict[str, Manifest]:
 def test_single_pod_job() -> None:
     objs = _objects("training-single")
     assert set(objs) == {"Job"}, "no Service for a single pod"
+    # `helm template | kubectl apply` lands in the release's namespace.
+    assert objs["Job"]["metadata"]["namespace"] == "ml"
     job = objs["Job"]["spec"]
     assert job["completionMode"] == "NonIndexed"
     assert job["completions"] == job["parallelism"] == 1
@@ -37,6 +39,7 @@ def test_single_pod_job() -> None:
 def test_multi_node_indexed_job_with_headless_service() -> None:
     objs = _objects("training-multinode")
     job, svc = objs["Job"], objs["Service"]
+    assert job["metadata"]["namespace"] == svc["metadata"]["namespace"] == "ml"
     spec = job["spec"]
     name = job["metadata"]["name"]
     assert spec["completionMode"] == "Indexed"
@@ -80,9 +83,18 @@ def test_multi_node_indexed_job_with_headless_service() -> None:
 def test_failure_policy_and_kueue() -> None:
     job = _objects("training-multinode")["Job"]
     rules = job["spec"]["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
-    assert rules[1]["action"] == "FailJob"
-    assert rules[1]["onExitCodes"] == {"containerName": "train", "operator": "In", "values": [3]}
+    # The first matching rule applies: both Ignore rules come before FailJob.
+    assert rules == [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {
+            "action": "Ignore",
+            "onExitCodes": {"containerName": "train", "operator": "In", "values": [143]},
+        },
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "train", "operator": "In", "values": [3]},
+        },
+    ]
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-research"
     assert job["spec"]["suspend"] is True, "Kueue admits a Job created suspended"
     assert job["spec"]["template"]["spec"]["priorityClassName"] == "research-batch"
@@ -137,3 +149,120 @@ def test_without_a_shared_cache_only_the_node_local_level_is_set() -> None:
     assert "DATA_PATH" not in env
     assert "DATA_EPHEMERAL_PATH" in env
     assert "datasets" not in {v["name"] for v in pod["volumes"]}
+
+
+def _render_with(tmp_path: Path, values: dict[str, object], base: str) -> Manifest:
+    """The Job of BASE with VALUES layered on top."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(json.dumps(values))
+    (job,) = (m for m in render("training-job", (values_file(base), extra)) if m["kind"] == "Job")
+    return job
+
+
+def test_failure_policy_without_the_checkpointed_exit(tmp_path: Path) -> None:
+    """ignoreExitCodes: [] drops that rule alone; the others keep their order."""
+    job = _render_with(tmp_path, {"podFailurePolicy": {"ignoreExitCodes": []}}, "training-single")
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert [r["action"] for r in rules] == ["Ignore", "FailJob"]
+    assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+
+
+OPENBAO_TOKEN = "/var/run/secrets/openbao/token"  # noqa: S105 (a path)
+CA = "/etc/labstack/ca/ca.crt"
+
+
+def test_openbao_login_with_a_projected_service_account_token() -> None:
+    pod = _objects("training-openbao")["Job"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "labstack-training"
+    assert pod["automountServiceAccountToken"] is False, "never the API token"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["openbao-token"]["projected"] == {
+        "sources": [
+            {
+                "serviceAccountToken": {
+                    "audience": "openbao",
+                    "expirationSeconds": 600,
+                    "path": "token",
+                }
+            }
+        ]
+    }
+    c = pod["containers"][0]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["openbao-token"] == {
+        "name": "openbao-token",
+        "mountPath": "/var/run/secrets/openbao",
+        "readOnly": True,
+    }
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert {k: v for k, v in env.items() if k.startswith("BAO_")} == {
+        "BAO_ADDR": "https://openbao.labstack.svc:8200",
+        "BAO_K8S_ROLE": "training-job",
+        "BAO_K8S_MOUNT": "kubernetes",
+        "BAO_K8S_JWT_PATH": OPENBAO_TOKEN,
+        "BAO_SECRET_PATH": "labstack/jobs/workload",
+        "BAO_CACERT": CA,
+    }
+    assert OPENBAO_TOKEN.startswith(mounts["openbao-token"]["mountPath"] + "/")
+    assert not [ef for ef in c.get("envFrom", []) if "secretRef" in ef], "no static Secret"
+    assert "envFrom" not in c, "no secrets.extra: no envFrom at all"
+
+
+def test_lab_endpoints_and_internal_ca() -> None:
+    pod = _objects("training-openbao")["Job"]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "https://mlflow.labstack.svc:5000"
+    # workload.s3 reads S3_ENDPOINT; MLflow's artifact client MLFLOW_S3_ENDPOINT_URL.
+    assert env["S3_ENDPOINT"] == env["MLFLOW_S3_ENDPOINT_URL"] == "https://minio.labstack.svc:9000"
+    assert env["BAO_CACERT"] == env["REQUESTS_CA_BUNDLE"] == env["AWS_CA_BUNDLE"] == CA
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    ca = mounts["/etc/labstack/ca"]
+    assert ca["readOnly"] is True
+    assert volumes[ca["name"]]["configMap"] == {
+        "name": "labstack-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert len([e["name"] for e in c["env"]]) == len(env), "no variable set twice"
+
+
+def test_without_openbao_or_lab_values_none_of_their_variables_is_set() -> None:
+    c = _objects("training-single")["Job"]["spec"]["template"]["spec"]["containers"][0]
+    names = {e["name"] for e in c["env"]}
+    chart_owned = {
+        "BAO_ADDR",
+        "BAO_K8S_ROLE",
+        "BAO_K8S_MOUNT",
+        "BAO_K8S_JWT_PATH",
+        "BAO_SECRET_PATH",
+        "BAO_CACERT",
+        "REQUESTS_CA_BUNDLE",
+        "AWS_CA_BUNDLE",
+        "MLFLOW_TRACKING_URI",
+        "S3_ENDPOINT",
+        "MLFLOW_S3_ENDPOINT_URL",
+    }
+    assert not names & chart_owned, "they come from the Secrets (envFrom) here"
+    pod = _objects("training-single")["Job"]["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod
+    assert {v["name"] for v in pod["volumes"]} == {"dshm", "tmp", "scratch"}
+
+
+def test_openbao_keeps_extra_secrets(tmp_path: Path) -> None:
+    """secrets.extra (e.g. a Hugging Face token) is used with OpenBao too."""
+    job = _render_with(tmp_path, {"secrets": {"extra": ["run-hf-cache"]}}, "training-openbao")
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert [e["secretRef"]["name"] for e in c["envFrom"]] == ["run-hf-cache"]
+
+
+def test_a_run_id_that_reads_as_a_number_stays_a_string(tmp_path: Path) -> None:
+    # MLflow run ids are hex: digits and one "e" read as a float in YAML, and the
+    # API server refuses a label that is not a string.
+    run_id = "1" * 30 + "e5"
+    extra = tmp_path / "run.yaml"
+    extra.write_text(f'run: {{id: "{run_id}"}}\n')
+    objects = render("training-job", (values_file("training-single"), extra))
+    (job,) = (m for m in objects if m["kind"] == "Job")
+    assert job["metadata"]["labels"]["labstack.io/mlflow-run-id"] == run_id
+    assert job["spec"]["template"]["metadata"]["labels"]["labstack.io/mlflow-run-id"] == run_id

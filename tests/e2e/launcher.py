@@ -62,9 +62,11 @@ class Submission:
 
 
 def submitted(done: subprocess.CompletedProcess[str]) -> list[Submission]:
+    """The runs a `labstack submit` printed (on stderr for `render --create-run`)."""
     assert done.returncode == 0, f"labstack failed: {done.stderr}"
-    found = [Submission(*match) for match in _SUBMITTED.findall(done.stdout)]
-    assert found, f"no run/job in the output: {done.stdout}"
+    output = done.stdout + done.stderr
+    found = [Submission(*match) for match in _SUBMITTED.findall(output)]
+    assert found, f"no run/job in the output: {output}"
     return found
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.kube import KUBECONFIG, apply, kubectl_json, pod
+from tests.kube import KUBECONFIG, apply, base_image, kubectl_json, pod
 from workload.launch.backend import JobRef, LogCursor
 from workload.launch.config import load
 from workload.launch.k8s import Kubernetes
@@ -41,6 +41,7 @@ openbao_addr = "https://openbao.lab:8200"
 s3_endpoint = "https://minio.lab:9000"
 [kubernetes]
 namespace = "{namespace}"
+image = "{base_image()}"
 """
     )
     return Kubernetes(load(path), Resources())
@@ -160,7 +161,9 @@ def test_a_request_the_cluster_cannot_take_is_refused_before_any_run(
     nodes = kubectl_json("get", "nodes")["items"]
     most = max(int(n["status"]["allocatable"].get("nvidia.com/gpu", "0")) for n in nodes)
     assert most > 0, "the sandbox's workers advertise GPUs"
-    Kubernetes(backend.config, Resources(gpus=most)).prepare()
+    tags = Kubernetes(backend.config, Resources(gpus=most)).prepare()
+    assert tags["env.image"] == base_image()
+    assert tags["env.image_id"].startswith("sha256:")
     with pytest.raises(SpecError, match=f"no node of the cluster advertises more than {most} "):
         Kubernetes(backend.config, Resources(gpus=most + 1)).prepare()
     elsewhere = dataclasses.replace(
@@ -169,6 +172,12 @@ def test_a_request_the_cluster_cannot_take_is_refused_before_any_run(
     )
     with pytest.raises(SpecError, match="namespace 'no-such-namespace' does not exist"):
         Kubernetes(elsewhere, Resources()).prepare()
+    absent = dataclasses.replace(
+        backend.config,
+        kubernetes=dataclasses.replace(backend.config.kubernetes, image="labstack/absent:0"),
+    )
+    with pytest.raises(SpecError, match="image labstack/absent:0 is on no node"):
+        Kubernetes(absent, Resources()).prepare()
 
 
 def test_a_job_suspended_by_its_queue_is_pending_not_stopped(

@@ -78,6 +78,9 @@ class Backend(ABC):
     name: ClassVar[str]
     # The launcher mints an OpenBao AppRole login per run and hands it to the job.
     needs_login: ClassVar[bool] = True
+    # The job's id is known before it is submitted (`job_id`): `render
+    # --create-run` can tag the run with it and leave the submission to the user.
+    names_jobs: ClassVar[bool] = False
 
     def __init__(self, config: LabConfig, resources: Resources) -> None:
         self.config = config
@@ -96,6 +99,10 @@ class Backend(ABC):
     @abstractmethod
     def render(self, job: JobRequest) -> str:
         """The script or manifest `submit` would hand to the scheduler."""
+
+    def job_id(self, job: JobRequest) -> str:
+        """The id `submit` will give the job (backends with names_jobs only)."""
+        raise NotImplementedError(f"{self.name} learns a job's id only when it submits it")
 
     @abstractmethod
     def submit(self, job: JobRequest, approle: str) -> str:

@@ -65,8 +65,12 @@ def _launch(
     plans: list[Plan],
     reuse_run: str = "",
     extra_tags: dict[str, str] | None = None,
+    apply: bool = True,
 ) -> list[Submitted]:
-    """Create each run (or reuse one), then submit its job; a failed submission leaves no run."""
+    """Create each run (or reuse one), then submit its job; a failed submission leaves no run.
+
+    APPLY false (`render --create-run`): print each job's manifest on stdout for
+    the user to apply, the runs on stderr."""
     runs = Runs(config)
     runs.check()
     vault = Vault(config) if target.needs_login else None
@@ -86,7 +90,11 @@ def _launch(
         login = vault.job_login(run_id) if vault else None
         try:
             request = JobRequest(run_id, train.experiment, job_name, commit, argv)
-            job_id = target.submit(request, login.as_file() if login else "")
+            if apply:
+                job_id = target.submit(request, login.as_file() if login else "")
+            else:
+                job_id = target.job_id(request)
+                print(target.render(request), flush=True)
         except BaseException:
             if vault and login:
                 vault.revoke(login.accessor)
@@ -103,7 +111,8 @@ def _launch(
             },
         )
         done.append(Submitted(run_id, job_id, job_name, runs.url(run_id)))
-        print(f"run {run_id}  job {job_id}  {job_name}\n    {runs.url(run_id)}", flush=True)
+        summary = sys.stdout if apply else sys.stderr
+        print(f"run {run_id}  job {job_id}  {job_name}\n    {runs.url(run_id)}", file=summary)
     return done
 
 
@@ -119,8 +128,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     config = load(args.config)
     target = backend(args.on, config, _resources(args))
+    if args.create_run and not target.names_jobs:
+        raise spec.SpecError(
+            f"render --create-run: --on {args.on} names its jobs only when it submits them; "
+            f"use `labstack submit --on {args.on}`"
+        )
     plans = _plans(args.name, args.args, args.sweep)
     build = target.prepare()
+    if args.create_run:
+        _launch(config, target, build, plans, apply=False)
+        return 0
     commit = build.get("git.commit", "unknown")
     for job_name, _point, argv, train in plans:
         placeholder = "0" * 32  # the run id `submit` would create
@@ -273,6 +290,12 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if name in ("submit", "render"):
             _add_job_options(sub)
+            if name == "render":
+                sub.add_argument(
+                    "--create-run",
+                    action="store_true",
+                    help="k8s: create the run(s) as submit does; print manifests to apply",
+                )
         elif name in ("status", "stop", "cancel"):
             sub.add_argument("run_ids", nargs="+", metavar="RUN_ID")
             if name != "status":

@@ -61,9 +61,18 @@ class Kubernetes:
     chart: str = "helm/training-job"
     namespace: str = "default"
     image: str = "labstack/training:0.1.0"
+    context: str = ""
+    # The pods' credentials. With openbao_role: each pod logs in to OpenBao
+    # ([jobs] openbao_addr) with a token of service_account and reads
+    # [jobs] secret_path; no Secret holds them. Without: the Secrets named
+    # here, made by the site (the chart's envFrom).
+    openbao_role: str = ""
+    service_account: str = ""
     mlflow_secret: str = "labstack-job-mlflow"  # noqa: S105 (a Secret's name)
     s3_secret: str = "labstack-job-s3"  # noqa: S105 (a Secret's name)
-    context: str = ""
+    # A ConfigMap of the namespace with the lab's CA as ca.crt: the pods
+    # trust it for MLflow, MinIO and OpenBao.
+    ca_configmap: str = ""
     # The dataset cache's shared level (the chart's dataCache): a
     # PersistentVolumeClaim of the namespace, or a directory of every node.
     data_cache_claim: str = ""

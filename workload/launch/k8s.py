@@ -57,15 +57,40 @@ def values(
         "args": train_argv,
         "nodes": resources.nodes,
         "gpusPerNode": resources.gpus,
-        "secrets": {"mlflow": k8s.mlflow_secret, "s3": k8s.s3_secret},
+        **_credentials(config),
+        "lab": {
+            "mlflowUri": config.jobs.mlflow_uri,
+            "s3Endpoint": config.jobs.s3_endpoint,
+            "caConfigMap": k8s.ca_configmap,
+        },
         "dataCache": {"claimName": k8s.data_cache_claim, "hostPath": k8s.data_cache_host_path},
-        "env": {"LABSTACK_GIT_COMMIT": git_commit, "S3_ENDPOINT": config.jobs.s3_endpoint},
+        "env": {"LABSTACK_GIT_COMMIT": git_commit},
         "resources": {
             "requests": {
                 "cpu": str(resources.cpus * resources.tasks_per_node),
                 "memory": resources.memory + "i",
             },
             "limits": {"memory": resources.memory + "i"},
+        },
+    }
+
+
+def _credentials(config: LabConfig) -> dict:
+    """The chart's values for the pods' credentials: an OpenBao login, or the site's Secrets."""
+    k8s = config.kubernetes
+    if not k8s.openbao_role:
+        return {"secrets": {"mlflow": k8s.mlflow_secret, "s3": k8s.s3_secret}}
+    if not k8s.service_account:
+        raise SpecError(
+            f"[kubernetes] openbao_role = {k8s.openbao_role!r} needs service_account: "
+            "the ServiceAccount the role admits"
+        )
+    return {
+        "serviceAccountName": k8s.service_account,
+        "openbao": {
+            "address": config.jobs.openbao_addr,
+            "role": k8s.openbao_role,
+            "secretPath": config.jobs.secret_path,
         },
     }
 
@@ -104,18 +129,30 @@ def _kubectl(config: LabConfig, *args: str, stdin: str | None = None) -> str:
     return _run(f"kubectl {args[0]}", _argv(config, *args), stdin)
 
 
-def check(config: LabConfig, resources: Resources) -> None:
-    """The namespace exists, we may create Jobs there, and some node has the GPUs asked for."""
+def check(config: LabConfig, resources: Resources) -> str:
+    """The namespace and the pods' ServiceAccount exist, we may create Jobs there, some node
+    has the GPUs asked for, and the image is on a node or in a registry; its digest
+    ("" when only the registry has it)."""
     _tool("helm", "LABSTACK_HELM_BIN")
     namespace = config.kubernetes.namespace
     found = _kubectl(config, "get", "serviceaccount", "default", "--ignore-not-found", "-o", "name")
     if not found.strip():
         raise SpecError(f"[kubernetes] namespace {namespace!r} does not exist on the cluster")
+    account = config.kubernetes.service_account
+    if (
+        account
+        and not _kubectl(
+            config, "get", "serviceaccount", account, "--ignore-not-found", "-o", "name"
+        ).strip()
+    ):
+        raise SpecError(
+            f"[kubernetes] service_account {account!r} does not exist in namespace {namespace}"
+        )
     answer = _kubectl(config, "auth", "can-i", "create", "jobs").strip()
     if answer != "yes":
         raise SpecError(f"--on k8s: may not create Jobs in namespace {namespace}")
+    nodes = json.loads(_kubectl(config, "get", "nodes", "-o", "json"))["items"]
     if resources.gpus:
-        nodes = json.loads(_kubectl(config, "get", "nodes", "-o", "json"))["items"]
         most = max(
             (int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) for n in nodes),
             default=0,
@@ -125,6 +162,29 @@ def check(config: LabConfig, resources: Resources) -> None:
                 f"--gpus {resources.gpus}: no node of the cluster advertises more than "
                 f"{most} nvidia.com/gpu"
             )
+    image = config.kubernetes.image
+    digest = image_digest(nodes, image)
+    first = image.split("/", 1)[0]
+    from_registry = "/" in image and ("." in first or ":" in first or first == "localhost")
+    if digest is None and not from_registry:
+        raise SpecError(
+            f"[kubernetes] image {image} is on no node of the cluster and names no registry: "
+            "load it into the nodes, or push it to a registry and name it as "
+            "REGISTRY/REPOSITORY:TAG"
+        )
+    return digest or ""
+
+
+def image_digest(nodes: list[dict], image: str) -> str | None:
+    """The registry digest (sha256:...) of IMAGE on the first node that holds it; "" when
+    that node reports none (an image imported, not pulled); None when no node holds it."""
+    wanted = {image, f"docker.io/{image}", f"docker.io/library/{image}"}
+    for node in nodes:
+        for held in node.get("status", {}).get("images", []):
+            names = held.get("names", [])
+            if wanted & set(names):
+                return next((n.partition("@")[2] for n in names if "@sha256:" in n), "")
+    return None
 
 
 def _job(config: LabConfig, name: str) -> dict | None:
@@ -158,11 +218,13 @@ class Kubernetes(Backend):
 
     name = "k8s"
     needs_login = False
+    names_jobs = True
 
     def prepare(self, env_path: str = "") -> dict[str, str]:
-        check(self.config, self.resources)
+        digest = check(self.config, self.resources)
         image = self.config.kubernetes.image
-        return {**_image_revision(image), "env.image": image}
+        found = {"env.image_digest": digest} if digest else {}
+        return {**_image_build(image), "env.image": image, **found}
 
     def run_dir(self, run_id: str) -> str:
         return ""
@@ -172,6 +234,9 @@ class Kubernetes(Backend):
             self.config, self.resources, job.run_id, job.experiment, job.git_commit, job.argv
         )
         return render(self.config, job_name(job), chart_values)
+
+    def job_id(self, job: JobRequest) -> str:
+        return job_name(job)
 
     def submit(self, job: JobRequest, approle: str) -> str:
         name = job_name(job)
@@ -223,22 +288,21 @@ class Kubernetes(Backend):
         return out
 
 
-def _image_revision(image: str) -> dict[str, str]:
-    """The commit an image was built from (its OCI label), when this machine has the image."""
-    if shutil.which("docker") is None:
+def _image_build(image: str) -> dict[str, str]:
+    """When this machine has IMAGE (the one its nodes imported, or pulled from a registry):
+    its id (env.image_id, sha256 of its configuration) and the commit it was built from
+    (git.commit, its OCI label)."""
+    docker = shutil.which("docker")
+    if docker is None:
         return {}
+    label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
     done = subprocess.run(  # noqa: S603
-        [
-            shutil.which("docker") or "docker",
-            "image",
-            "inspect",
-            "--format",
-            '{{index .Config.Labels "org.opencontainers.image.revision"}}',
-            image,
-        ],
+        [docker, "image", "inspect", "--format", "{{.Id}} " + label, image],
         capture_output=True,
         text=True,
         check=False,
     )
-    revision = done.stdout.strip()
-    return {"git.commit": revision} if done.returncode == 0 and revision else {}
+    if done.returncode != 0:
+        return {}
+    image_id, _, revision = done.stdout.strip().partition(" ")
+    return {"env.image_id": image_id, **({"git.commit": revision} if revision else {})}

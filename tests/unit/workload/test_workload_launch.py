@@ -10,6 +10,7 @@ import pytest
 
 from workload.credentials import SECRET_ENV_VARS
 from workload.launch import spec
+from workload.launch.cli import main, parser
 from workload.launch.config import ConfigError, load
 from workload.launch.slurm import ClusterError, Login, log_bytes, render
 
@@ -178,3 +179,21 @@ def test_a_failed_cluster_command_raises_with_its_stderr() -> None:
     with pytest.raises(ClusterError, match=r"^sh failed: no such partition$"):
         Login([]).run(["sh", "-c", "echo no such partition >&2; exit 1"])
     assert Login([]).run(["sh", "-c", "cat; exit 1"], stdin="é", check=False) == "é"
+
+
+@pytest.mark.parametrize("on", ["slurm", "apptainer", "local"])
+def test_render_creates_runs_only_where_the_job_is_named_before_submission(
+    tmp_path: Path, on: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--config", str(_config(tmp_path)), "render", "--on", on, "--create-run"]
+    assert main(argv) == 2
+    assert f"render --create-run: --on {on} names its jobs only when it submits them" in (
+        capsys.readouterr().err
+    )
+
+
+def test_submit_and_render_take_the_job_options_and_only_render_creates_runs() -> None:
+    submit = parser().parse_args(["submit", "--on", "k8s", "--gpus", "2"])
+    assert (submit.on, submit.gpus) == ("k8s", 2)
+    assert not hasattr(submit, "create_run")
+    assert parser().parse_args(["render", "--on", "k8s", "--create-run"]).create_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,9 +91,21 @@ def test_openbao_failure_names_the_endpoint_never_the_secret() -> None:
         fetch_from_openbao(env)
     assert "secret-id-value" not in str(info.value)
     assert "BAO_SECRET_ID" not in env, "the secret id is consumed, never passed on"
-    with pytest.raises(CredentialError, match="neither BAO_TOKEN nor BAO_ROLE_ID"):
+    with pytest.raises(CredentialError, match="none of BAO_TOKEN, BAO_K8S_ROLE"):
         fetch_from_openbao({"BAO_ADDR": "http://127.0.0.1:1"})
     assert fetch_from_openbao({}) == []
+
+
+def test_kubernetes_login_names_a_missing_or_malformed_token_file(tmp_path: Path) -> None:
+    env = {"BAO_ADDR": "http://127.0.0.1:1", "BAO_K8S_ROLE": "jobs"}
+    missing = tmp_path / "token"
+    with pytest.raises(CredentialError, match=f"BAO_K8S_JWT_PATH {missing}: No such file"):
+        fetch_from_openbao({**env, "BAO_K8S_JWT_PATH": str(missing)})
+    missing.write_text("not-a-jwt\n")
+    with pytest.raises(CredentialError, match="not a JWT"):
+        fetch_from_openbao({**env, "BAO_K8S_JWT_PATH": str(missing)})
+    with pytest.raises(CredentialError, match="/var/run/secrets/openbao/token"):
+        fetch_from_openbao(env)  # the chart's path, absent here
 
 
 def test_train_rejects_bad_flags_by_name() -> None:

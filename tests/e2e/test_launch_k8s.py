@@ -1,0 +1,124 @@
+"""`labstack` on the sandbox's Kubernetes cluster, as a researcher types it:
+`kubectl apply -f <(labstack render --on k8s --create-run ...)`, then status
+and cancel through the launcher; requests the cluster cannot take are refused
+before any run exists.
+
+The training image is not loaded into the sandbox's nodes (7.6 GB), so the
+Jobs here run the MLflow image, whose pods fail at `python -m workload.train`:
+these tests prove the launcher's path (run, tags, Job, state, cancel), not the
+training; tests/k8s proves the pods' OpenBao login and retry rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.launcher import (
+    CONFIG,
+    labstack,
+    mlflow,
+    researcher_env,
+    runs_in,
+    submitted,
+    wait_run,
+)
+from tests.kube import KUBECONFIG, kubectl, kubectl_json, kubectl_path
+from workload.launch.config import load
+
+
+def _config(tmp_path: Path, **kubernetes: str) -> Path:
+    """The sandbox's config with some [kubernetes] settings replaced."""
+    text = CONFIG.read_text()
+    for key, value in kubernetes.items():
+        line = f'{key} = "{value}"'
+        text, found = re.subn(rf"^{key} = .*$", line, text, count=1, flags=re.MULTILINE)
+        if not found:
+            text = text.replace("[kubernetes]\n", f"[kubernetes]\n{line}\n", 1)
+    path = tmp_path / "labstack.toml"
+    path.write_text(text)
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**researcher_env(), "KUBECONFIG": str(KUBECONFIG)}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return _config(tmp_path, image=os.environ["LABSTACK_MLFLOW_IMAGE"])
+
+
+def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config: Path) -> None:
+    experiment = f"e2e-k8s-{uuid.uuid4().hex[:8]}"
+    render = shlex.join(
+        [
+            sys.executable, "-m", "workload.launch", "--config", str(config),
+            "render", "--on", "k8s", "--create-run", "--name", "e2e-apply", "--gpus", "1",
+            "--memory", "1G", "--cpus", "1", "--args", f"experiment={experiment}", "max_steps=5",
+        ]
+    )  # fmt: skip
+    typed = f"{shlex.quote(str(kubectl_path()))} apply -f <({render})"
+    done = subprocess.run(
+        ["bash", "-c", typed], env=_env(), capture_output=True, text=True, check=False, timeout=300
+    )
+    (job,) = submitted(done)
+    assert f"job.batch/{job.job_id} created" in done.stdout, done.stdout + done.stderr
+
+    namespace = load(config).kubernetes.namespace
+    tags = mlflow().get_run(job.run_id).data.tags
+    assert tags["labstack.backend"] == "k8s"
+    assert tags["job.id"] == job.job_id
+    assert tags["env.image"] == os.environ["LABSTACK_MLFLOW_IMAGE"]
+    image = os.environ["LABSTACK_MLFLOW_IMAGE"]
+    built = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert tags["env.image_id"] == built
+    applied = kubectl_json("--namespace", namespace, "get", "job", job.job_id)
+    (container,) = applied["spec"]["template"]["spec"]["containers"]
+    assert {"name": "MLFLOW_RUN_ID", "value": job.run_id} in container["env"]
+
+    env = {**_env(), "LABSTACK_CONFIG": str(config)}
+    status = labstack("status", job.run_id, env=env)
+    assert status.returncode == 0, status.stderr
+    assert job.run_id in status.stdout
+
+    cancel = labstack("cancel", job.run_id, env=env)
+    assert cancel.returncode == 0, cancel.stderr
+    assert wait_run(job.run_id, ("KILLED",), timeout=120).info.status == "KILLED"
+    gone = kubectl("--namespace", namespace, "get", "job", job.job_id, check=False)
+    assert "NotFound" in gone.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "options", "message"),
+    [
+        ({"namespace": "no-such-namespace"}, [], "namespace 'no-such-namespace' does not exist"),
+        ({"service_account": "nobody"}, [], "service_account 'nobody' does not exist"),
+        ({}, ["--gpus", "99"], "--gpus 99: no node of the cluster advertises more than 2"),
+        ({"image": "labstack/absent:0"}, [], "labstack/absent:0 is on no node"),
+    ],
+    ids=["namespace", "service-account", "gpus", "image"],
+)
+def test_requests_the_cluster_cannot_take_leave_no_run(
+    tmp_path: Path, settings: dict[str, str], options: list[str], message: str
+) -> None:
+    experiment = f"e2e-k8s-refused-{uuid.uuid4().hex[:8]}"
+    path = _config(tmp_path, **{"image": os.environ["LABSTACK_MLFLOW_IMAGE"], **settings})
+    done = labstack(
+        "--config", str(path), "submit", "--on", "k8s", "--name", "refused", *options,
+        "--args", f"experiment={experiment}",
+        env=_env(),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert runs_in(experiment) == set()
