@@ -57,7 +57,7 @@ def test_two_nodes_of_four_gpus(config: LabConfig) -> None:
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "labstack/training:0.1.0-0123456789ab"
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "workload.torchrun"]
     assert "--nproc-per-node=4" in container["args"]
     assert container["args"][-4:] == ["--max-steps", "100", "--lr", "0.003"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4

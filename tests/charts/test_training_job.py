@@ -54,7 +54,7 @@ def test_multi_node_indexed_job_with_headless_service() -> None:
     assert pod["subdomain"] == svc["metadata"]["name"]
     assert pod["restartPolicy"] == "Never"
     c = pod["containers"][0]
-    assert c["command"] == ["torchrun"]
+    assert c["command"] == ["python", "-m", "workload.torchrun"]
     assert "--nnodes=4" in c["args"]
     assert "--nproc-per-node=8" in c["args"]
     assert "--node-rank=$(NODE_RANK)" in c["args"]

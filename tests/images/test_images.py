@@ -198,8 +198,10 @@ def test_no_wheelhouse_pip_cache_or_credential_in_the_image(training_image: str)
 
 
 def test_torchrun_trains_on_two_ranks(training_image: str, store: Store) -> None:
-    argv = ["--standalone", "--nproc-per-node", "2", "--module", "workload.train", *DEMO]
-    store.run_in(training_image, *argv, "--experiment", "image-ddp", entrypoint="torchrun")
+    # As the training-job chart runs it on several nodes (torchrun ending 143 when stopped).
+    argv = ["-m", "workload.torchrun", "--standalone", "--nproc-per-node", "2"]
+    argv += ["--module", "workload.train", *DEMO]
+    store.run_in(training_image, *argv, "--experiment", "image-ddp", entrypoint="python")
     run = store.only_run("image-ddp")
     assert run.info.status == "FINISHED"
     assert run.data.tags["dist.world_size"] == "2"
