@@ -133,6 +133,12 @@ def launcher_config(inventory: Path, data: dict) -> str:
             # The OpenBao Kubernetes role the secrets layer binds to that account.
             'openbao_role = "jobs"',
             'ca_configmap = "labstack-ca"',
+            # kube_addons' claim of the Jobs' shared dataset cache, where the lab has one.
+            *(
+                ['data_cache_claim = "labstack-datasets"']
+                if kvars.get("kubernetes_jobs_datasets_volume")
+                else []
+            ),
             "",
         ]
     return "\n".join(lines)

@@ -106,13 +106,14 @@ def environment_tags(lock_file: Path) -> dict[str, str]:
 
 
 def job_tags() -> dict[str, str]:
-    """Scheduler job id (Slurm or Kubernetes) and host."""
+    """Scheduler job id (Slurm or Kubernetes) and host, named as the launcher's backends
+    (`labstack submit --on slurm|k8s`) tag them."""
     tags = {"job.host": socket.gethostname()}
     if job := os.environ.get("SLURM_JOB_ID"):
         tags["job.scheduler"] = "slurm"
         tags["job.id"] = job
     elif job := os.environ.get("LABSTACK_K8S_JOB"):
-        tags["job.scheduler"] = "kubernetes"
+        tags["job.scheduler"] = "k8s"
         tags["job.id"] = job
     else:
         tags["job.scheduler"] = "local"

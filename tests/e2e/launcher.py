@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import hvac
+from botocore.config import Config
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -144,3 +146,20 @@ def config_with(tmp: Path, **client: str) -> Path:
     path = tmp / "labstack.toml"
     path.write_text(text)
     return path
+
+
+def checkpoint_keys(run_id: str) -> list[str]:
+    """The run's checkpoint objects in MinIO's mlflow bucket, as the MLflow server stored them."""
+    run = mlflow().get_run(run_id)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"https://{endpoint('storage', 9000)}",
+        aws_access_key_id="mlflow",
+        aws_secret_access_key=credentials()["minio_mlflow_secret_key"],
+        verify=str(ca_file()),
+        config=Config(signature_version="s3v4"),
+        region_name="us-east-1",
+    )
+    listed = s3.list_objects_v2(Bucket="mlflow", Prefix=f"{run.info.experiment_id}/{run_id}/")
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    return [key for key in keys if "/checkpoints/step-" in key]

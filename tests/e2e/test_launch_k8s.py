@@ -1,12 +1,13 @@
 """`labstack` on the sandbox's Kubernetes cluster, as a researcher types it:
-`kubectl apply -f <(labstack render --on k8s --create-run ...)`, then status
-and cancel through the launcher; requests the cluster cannot take are refused
-before any run exists.
+`kubectl apply -f <(labstack render --on k8s --create-run ...)`, submit, a sweep, status
+and cancel through the launcher; requests the cluster cannot take are refused before any
+run exists.
 
-The training image is not loaded into the sandbox's nodes (7.6 GB), so the
-Jobs here run the MLflow image, whose pods fail at `python -m workload.train`:
-these tests prove the launcher's path (run, tags, Job, state, cancel), not the
-training; tests/k8s proves the pods' OpenBao login and retry rules.
+The training image is not loaded into the sandbox's nodes (7.6 GB: this machine's disk
+cannot hold a copy per node), so the Jobs here run the MLflow image, whose pods fail at
+`python -m workload.train`: these tests prove the launcher's path (run, tags, Job, names,
+state, cancel), not the training; tests/k8s proves the pods' OpenBao login, the retry
+rules and the shared dataset cache.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import shlex
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.launcher import (
     CONFIG,
+    Submission,
     labstack,
     mlflow,
     researcher_env,
@@ -32,6 +35,10 @@ from tests.e2e.launcher import (
 )
 from tests.kube import KUBECONFIG, kubectl, kubectl_json, kubectl_path
 from workload.launch.config import load
+
+IMAGE = os.environ["LABSTACK_MLFLOW_IMAGE"]
+NAMESPACE = load(CONFIG).kubernetes.namespace if CONFIG.is_file() else "labstack-jobs"
+RESOURCES = ["--cpus", "1", "--memory", "1G"]
 
 
 def _config(tmp_path: Path, **kubernetes: str) -> Path:
@@ -51,9 +58,60 @@ def _env() -> dict[str, str]:
     return {**researcher_env(), "KUBECONFIG": str(KUBECONFIG)}
 
 
+def _submit(config: Path, *args: str) -> list[Submission]:
+    argv = ["--config", str(config), "submit", "--on", "k8s", *RESOURCES, *args]
+    return submitted(labstack(*argv, env=_env()))
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    return _config(tmp_path, image=os.environ["LABSTACK_MLFLOW_IMAGE"])
+    return _config(tmp_path, image=IMAGE)
+
+
+@pytest.fixture
+def sweep(config: Path) -> Iterator[list[Submission]]:
+    # A 40-character name (the most --name takes): the points' job names differ only past
+    # the 43 characters a Job's name keeps of them, and the Jobs by their run ids.
+    jobs = _submit(
+        config,
+        "--name", "sweep-" + "x" * 34, "--args", "max_steps=500", "step_sleep=1", "subset=256",
+        "experiment=e2e-k8s-sweep", "--sweep", "lr=0.001,0.002", "width=8,16",
+    )  # fmt: skip
+    yield jobs
+    cancel = ["--config", str(config), "cancel", *[job.run_id for job in jobs]]
+    labstack(*cancel, "--timeout", "120", env=_env())
+
+
+def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
+    config: Path, sweep: list[Submission]
+) -> None:
+    assert len({job.run_id for job in sweep}) == 4
+    assert len({job.job_id for job in sweep}) == 4
+    assert len({job.job_id[:43] for job in sweep}) == 1, sweep
+    for job in sweep:
+        assert len(job.job_id) <= 52, job.job_id  # helm's release names: 53 at most
+        found = kubectl_json("--namespace", NAMESPACE, "get", "job", job.job_id)
+        assert (
+            found["spec"]["template"]["metadata"]["labels"]["labstack.io/mlflow-run-id"]
+            == job.run_id
+        )
+    points = {
+        (
+            mlflow().get_run(j.run_id).data.params["lr"],
+            mlflow().get_run(j.run_id).data.params["width"],
+        )
+        for j in sweep
+    }
+    assert points == {("0.001", "8"), ("0.001", "16"), ("0.002", "8"), ("0.002", "16")}
+    done = labstack(
+        "--config", str(config), "cancel", *[job.run_id for job in sweep], "--timeout", "120",
+        env=_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for job in sweep:
+        assert mlflow().get_run(job.run_id).info.status == "KILLED"
+        gone = kubectl("--namespace", NAMESPACE, "get", "job", job.job_id, check=False)
+        assert "NotFound" in gone.stderr
 
 
 def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config: Path) -> None:
@@ -76,10 +134,9 @@ def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config:
     tags = mlflow().get_run(job.run_id).data.tags
     assert tags["labstack.backend"] == "k8s"
     assert tags["job.id"] == job.job_id
-    assert tags["env.image"] == os.environ["LABSTACK_MLFLOW_IMAGE"]
-    image = os.environ["LABSTACK_MLFLOW_IMAGE"]
+    assert tags["env.image"] == IMAGE
     built = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert tags["env.image_id"] == built
@@ -113,7 +170,7 @@ def test_requests_the_cluster_cannot_take_leave_no_run(
     tmp_path: Path, settings: dict[str, str], options: list[str], message: str
 ) -> None:
     experiment = f"e2e-k8s-refused-{uuid.uuid4().hex[:8]}"
-    path = _config(tmp_path, **{"image": os.environ["LABSTACK_MLFLOW_IMAGE"], **settings})
+    path = _config(tmp_path, **{"image": IMAGE, **settings})
     done = labstack(
         "--config", str(path), "submit", "--on", "k8s", "--name", "refused", *options,
         "--args", f"experiment={experiment}",
@@ -122,3 +179,14 @@ def test_requests_the_cluster_cannot_take_leave_no_run(
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert runs_in(experiment) == set()
+
+
+def test_unreachable_mlflow_is_refused_before_any_job(tmp_path: Path) -> None:
+    jobs = ["get", "jobs", "-o", "name"]
+    before = kubectl("--namespace", NAMESPACE, *jobs).stdout
+    # The first mlflow_uri is [client]'s, the launcher's own.
+    path = _config(tmp_path, image=IMAGE, mlflow_uri="https://127.0.0.1:9")
+    done = labstack("--config", str(path), "submit", "--on", "k8s", env=_env())
+    assert done.returncode == 2
+    assert "MLflow at https://127.0.0.1:9 is unreachable" in done.stderr
+    assert kubectl("--namespace", NAMESPACE, *jobs).stdout == before

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from tests.e2e.launcher import (
     Submission,
+    checkpoint_keys,
     config_with,
     labstack,
     launcher_token,
@@ -27,7 +26,7 @@ from tests.e2e.launcher import (
     wait_run,
     wait_step,
 )
-from tests.services import ca_file, credentials, endpoint, secret_values
+from tests.services import secret_values
 from workload.launch.cli import main
 
 pytestmark = pytest.mark.usefixtures("demo_dataset")
@@ -118,22 +117,8 @@ def test_logs_prints_the_output_of_every_attempt(preempted_ddp_run: Preempted) -
 
 
 def test_checkpoints_are_artifacts_in_minio(preempted_ddp_run: Preempted) -> None:
-    run = mlflow().get_run(preempted_ddp_run.job.run_id)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=f"https://{endpoint('storage', 9000)}",
-        aws_access_key_id="mlflow",
-        aws_secret_access_key=credentials()["minio_mlflow_secret_key"],
-        verify=str(ca_file()),
-        config=Config(signature_version="s3v4"),
-        region_name="us-east-1",
-    )
-    listed = s3.list_objects_v2(
-        Bucket="mlflow", Prefix=f"{run.info.experiment_id}/{run.info.run_id}/"
-    )
-    keys = [item["Key"] for item in listed.get("Contents", [])]
-    checkpoints = [key for key in keys if "/checkpoints/step-" in key]
-    assert any(key.endswith("step-00000040.pt") for key in checkpoints), keys
+    keys = checkpoint_keys(preempted_ddp_run.job.run_id)
+    assert any(key.endswith("step-00000040.pt") for key in keys), keys
 
 
 def test_preempted_job_requeues_and_resumes_exactly(preempted_ddp_run: Preempted) -> None:

@@ -1,4 +1,5 @@
-"""Provenance outside a git checkout (an image, a cluster environment): the build info."""
+"""Provenance outside a git checkout (an image, a cluster environment): the build info;
+the job tags a training writes, which must agree with the launcher's."""
 
 from __future__ import annotations
 
@@ -60,3 +61,17 @@ def test_without_build_info_the_commit_is_unknown(
 ) -> None:
     monkeypatch.delenv("LABSTACK_BUILD_INFO")
     assert provenance.git_state(no_checkout)[0] == {"git.commit": "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "scheduler"), [("SLURM_JOB_ID", "slurm"), ("LABSTACK_K8S_JOB", "k8s")]
+)
+def test_job_tags_name_the_scheduler_as_the_launcher_does(
+    monkeypatch: pytest.MonkeyPatch, variable: str, scheduler: str
+) -> None:
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("LABSTACK_K8S_JOB", raising=False)
+    monkeypatch.setenv(variable, "train-1-0123abcd")
+    tags = provenance.job_tags()
+    assert tags["job.scheduler"] == scheduler  # `labstack submit --on slurm|k8s`
+    assert tags["job.id"] == "train-1-0123abcd"
