@@ -139,6 +139,16 @@ def launcher_config(inventory: Path, data: dict) -> str:
                 if kvars.get("kubernetes_jobs_datasets_volume")
                 else []
             ),
+            # The nodes the Jobs' pods must run on (the sandbox: those holding the image).
+            *(
+                [
+                    "node_selector = ["
+                    + ", ".join(f'"{key}={value}"' for key, value in selector.items())
+                    + "]"
+                ]
+                if (selector := kvars.get("kubernetes_jobs_node_selector"))
+                else []
+            ),
             "",
         ]
     return "\n".join(lines)

@@ -108,3 +108,32 @@ def test_an_image_without_a_tag_is_refused(config: LabConfig, image: str) -> Non
     )
     with pytest.raises(spec.SpecError, match=r"\[kubernetes\] image = .*REPOSITORY:TAG"):
         _render(untagged, spec.Resources(), [])
+
+
+def test_a_fraction_of_a_cpu_is_requested_in_millicores(config: LabConfig) -> None:
+    objects = _render(config, spec.Resources(cpus=0.5), [])
+    container = objects["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["cpu"] == "500m"
+
+
+def test_node_selector_pins_the_pods(config: LabConfig) -> None:
+    selector = ["labstack.io/training-image=true", "zone=a"]
+    pinned = dataclasses.replace(
+        config, kubernetes=dataclasses.replace(config.kubernetes, node_selector=selector)
+    )
+    pod = _render(pinned, spec.Resources(), [])["Job"]["spec"]["template"]["spec"]
+    # Beside the chart's own (nvidia.com/gpu.present).
+    assert {"labstack.io/training-image": "true", "zone": "a"}.items() <= pod[
+        "nodeSelector"
+    ].items()
+
+
+@pytest.mark.parametrize(
+    "entry", ["no-equals", "=v", "bad key=v", "k=v w", "-k=v", "k=" + "v" * 64]
+)
+def test_a_bad_node_selector_is_refused(config: LabConfig, entry: str) -> None:
+    bad = dataclasses.replace(
+        config, kubernetes=dataclasses.replace(config.kubernetes, node_selector=[entry])
+    )
+    with pytest.raises(spec.SpecError, match=rf"node_selector entry {entry!r}: KEY=VALUE"):
+        _render(bad, spec.Resources(), [])

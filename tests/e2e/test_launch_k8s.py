@@ -3,11 +3,8 @@
 and cancel through the launcher; requests the cluster cannot take are refused before any
 run exists.
 
-The training image is not loaded into the sandbox's nodes (7.6 GB: this machine's disk
-cannot hold a copy per node), so the Jobs here run the MLflow image, whose pods fail at
-`python -m workload.train`: these tests prove the launcher's path (run, tags, Job, names,
-state, cancel), not the training; tests/k8s proves the pods' OpenBao login, the retry
-rules and the shared dataset cache.
+The Jobs run the training image (make lab loads it into the nodes of [kubernetes]
+node_selector); test_train_k8s.py follows such Jobs to their end.
 """
 
 from __future__ import annotations
@@ -36,8 +33,10 @@ from tests.e2e.launcher import (
 from tests.kube import KUBECONFIG, kubectl, kubectl_json, kubectl_path
 from workload.launch.config import load
 
-IMAGE = os.environ["LABSTACK_MLFLOW_IMAGE"]
+IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
 NAMESPACE = load(CONFIG).kubernetes.namespace if CONFIG.is_file() else "labstack-jobs"
+# The sandbox's [kubernetes] node_selector: the nodes holding the training image.
+PINNED = "labstack.io/training-image=true"
 RESOURCES = ["--cpus", "1", "--memory", "1G"]
 
 
@@ -120,7 +119,8 @@ def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config:
         [
             sys.executable, "-m", "workload.launch", "--config", str(config),
             "render", "--on", "k8s", "--create-run", "--name", "e2e-apply", "--gpus", "1",
-            "--memory", "1G", "--cpus", "1", "--args", f"experiment={experiment}", "max_steps=5",
+            "--memory", "1G", "--cpus", "1", "--args", f"experiment={experiment}",
+            "max_steps=500", "step_sleep=1",
         ]
     )  # fmt: skip
     typed = f"{shlex.quote(str(kubectl_path()))} apply -f <({render})"
@@ -161,7 +161,11 @@ def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config:
     [
         ({"namespace": "no-such-namespace"}, [], "namespace 'no-such-namespace' does not exist"),
         ({"service_account": "nobody"}, [], "service_account 'nobody' does not exist"),
-        ({}, ["--gpus", "99"], "--gpus 99: no node of the cluster advertises more than 2"),
+        (
+            {},
+            ["--gpus", "99"],
+            f"--gpus 99: no node of the cluster with labels {PINNED} advertises more than 2",
+        ),
         ({"image": "labstack/absent:0"}, [], "labstack/absent:0 is on no node"),
     ],
     ids=["namespace", "service-account", "gpus", "image"],

@@ -187,7 +187,7 @@ def test_no_wheelhouse_pip_cache_or_credential_in_the_image(training_image: str)
         user="0",
     )  # fmt: skip
     assert leftovers == ""
-    # The wheels really were there to find: the build stage copies them.
+    # The packages really were installed (from wheels served to the build, none kept).
     assert "torch" in in_image(training_image, "python", "-m", "pip", "list")
     env = inspect(training_image)["Config"]["Env"]
     assert not {e.split("=", 1)[0] for e in env} & SECRET_ENV_VARS

@@ -1,5 +1,5 @@
-"""A second run of the sandbox and of site.yml changes nothing, and the
-verbose site.yml rerun shows no generated secret."""
+"""A second run of the sandbox, of the training image's load and of site.yml changes
+nothing, and the verbose site.yml rerun shows no generated secret."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def site_rerun() -> PlaybookRun:
 
 def test_sandbox_rerun_changes_nothing() -> None:
     _assert_unchanged(run_playbook("sandbox.yml"), {"localhost"})
+
+
+def test_training_image_reload_moves_nothing() -> None:
+    # make lab streamed the image into the Jobs' nodes; the same image is not sent again.
+    _assert_unchanged(run_playbook("sandbox-images.yml"), set(hosts("kube_node")))
 
 
 def test_site_rerun_changes_nothing(site_rerun: PlaybookRun) -> None:

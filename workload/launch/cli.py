@@ -245,7 +245,12 @@ def _add_job_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--gpus", type=int, default=defaults.gpus, help="GPUs per node (one process each)"
     )
-    sub.add_argument("--cpus", type=int, default=defaults.cpus, help="CPUs per process")
+    sub.add_argument(
+        "--cpus",
+        type=float,
+        default=defaults.cpus,
+        help="CPUs per process (a fraction, e.g. 0.5, on Kubernetes only)",
+    )
     sub.add_argument("--memory", default=defaults.memory, help="memory per node, e.g. 8G")
     sub.add_argument("--time", default=defaults.time, help="time limit, [D-]HH:MM:SS")
     sub.add_argument(

@@ -77,6 +77,9 @@ class Kubernetes:
     # PersistentVolumeClaim of the namespace, or a directory of every node.
     data_cache_claim: str = ""
     data_cache_host_path: str = ""
+    # KEY=VALUE node labels every pod of a Job must carry (the chart's
+    # nodeSelector): e.g. the nodes that hold a registry-less image.
+    node_selector: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

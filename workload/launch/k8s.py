@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +25,10 @@ from workload.launch.spec import Resources, SpecError
 _NAME_PREFIX = 43
 # The annotation `stop` sets on the Job it suspends.
 STOPPED_BY = "labstack.io/stopped-by"
+# A label's key ([DNS-PREFIX/]NAME) and value, as the API server checks them.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}")
+_LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
 
 
 class KubernetesError(RuntimeError):
@@ -64,15 +69,35 @@ def values(
             "caConfigMap": k8s.ca_configmap,
         },
         "dataCache": {"claimName": k8s.data_cache_claim, "hostPath": k8s.data_cache_host_path},
+        "nodeSelector": node_selector(config),
         "env": {"LABSTACK_GIT_COMMIT": git_commit},
         "resources": {
             "requests": {
-                "cpu": str(resources.cpus * resources.tasks_per_node),
+                "cpu": _cpu_quantity(resources.cpus * resources.tasks_per_node),
                 "memory": resources.memory + "i",
             },
             "limits": {"memory": resources.memory + "i"},
         },
     }
+
+
+def _cpu_quantity(cpus: float) -> str:
+    """CPUs as Kubernetes writes them: "2", or millicores ("500m") for a fraction."""
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def node_selector(config: LabConfig) -> dict[str, str]:
+    """[kubernetes] node_selector's KEY=VALUE labels, checked as the API server would."""
+    labels: dict[str, str] = {}
+    for item in config.kubernetes.node_selector:
+        key, equals, value = item.partition("=")
+        if not (equals and _LABEL_KEY.fullmatch(key) and _LABEL_VALUE.fullmatch(value)):
+            raise SpecError(
+                f"[kubernetes] node_selector entry {item!r}: KEY=VALUE with a label's key "
+                "and value, e.g. labstack.io/training-image=true"
+            )
+        labels[key] = value
+    return labels
 
 
 def _credentials(config: LabConfig) -> dict:
@@ -152,6 +177,13 @@ def check(config: LabConfig, resources: Resources) -> str:
     if answer != "yes":
         raise SpecError(f"--on k8s: may not create Jobs in namespace {namespace}")
     nodes = json.loads(_kubectl(config, "get", "nodes", "-o", "json"))["items"]
+    wanted = node_selector(config)
+    nodes = [node for node in nodes if wanted.items() <= node["metadata"].get("labels", {}).items()]
+    if not nodes:
+        raise SpecError(
+            f"[kubernetes] node_selector {config.kubernetes.node_selector}: "
+            "no node of the cluster has these labels"
+        )
     if resources.gpus:
         most = max(
             (int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) for n in nodes),
@@ -159,8 +191,8 @@ def check(config: LabConfig, resources: Resources) -> str:
         )
         if resources.gpus > most:
             raise SpecError(
-                f"--gpus {resources.gpus}: no node of the cluster advertises more than "
-                f"{most} nvidia.com/gpu"
+                f"--gpus {resources.gpus}: no node of the cluster{_among(config)} advertises "
+                f"more than {most} nvidia.com/gpu"
             )
     image = config.kubernetes.image
     digest = image_digest(nodes, image)
@@ -168,11 +200,17 @@ def check(config: LabConfig, resources: Resources) -> str:
     from_registry = "/" in image and ("." in first or ":" in first or first == "localhost")
     if digest is None and not from_registry:
         raise SpecError(
-            f"[kubernetes] image {image} is on no node of the cluster and names no registry: "
+            f"[kubernetes] image {image} is on no node of the cluster{_among(config)} and "
+            "names no registry: "
             "load it into the nodes, or push it to a registry and name it as "
             "REGISTRY/REPOSITORY:TAG"
         )
     return digest or ""
+
+
+def _among(config: LabConfig) -> str:
+    selector = config.kubernetes.node_selector
+    return f" with labels {', '.join(selector)}" if selector else ""
 
 
 def image_digest(nodes: list[dict], image: str) -> str | None:
@@ -264,7 +302,12 @@ class Kubernetes(Backend):
             )
             _kubectl(self.config, "patch", "job", job.job_id, "--type=merge", "-p", patch)
         else:
-            _kubectl(self.config, "delete", "job", job.job_id, "--ignore-not-found", "--wait=false")
+            # Foreground: the Job stays until its pods are gone, so `wait` sees DELETED only
+            # when no pod can still write to the run.
+            _kubectl(
+                self.config, "delete", "job", job.job_id, "--ignore-not-found",
+                "--cascade=foreground", "--wait=false",
+            )  # fmt: skip
 
     def log(self, job: JobRef, cursor: LogCursor) -> bytes:
         """Every pod's output, in the order the pods were made (an index's retries after it),

@@ -97,6 +97,13 @@ def partitions(login: Login) -> dict[str, Partition]:
     return found
 
 
+def whole_cpus(resources: Resources) -> int:
+    """--cpus as Slurm takes it: whole CPUs per task."""
+    if not float(resources.cpus).is_integer():
+        raise SpecError(f"--cpus {resources.cpus:g}: Slurm allocates whole CPUs to a task")
+    return int(resources.cpus)
+
+
 def check_resources(login: Login, resources: Resources) -> Partition:
     """The partition the job will run in; SpecError naming the option that cannot be met."""
     known = partitions(login)
@@ -119,9 +126,9 @@ def check_resources(login: Login, resources: Resources) -> Partition:
         )
     if resources.nodes > part.nodes:
         raise SpecError(f"--nodes {resources.nodes}: partition {part.name} has {part.nodes} nodes")
-    if resources.cpus * resources.tasks_per_node > part.max_cpus:
+    if whole_cpus(resources) * resources.tasks_per_node > part.max_cpus:
         raise SpecError(
-            f"--cpus {resources.cpus} x {resources.tasks_per_node} tasks: no node of partition "
+            f"--cpus {resources.cpus:g} x {resources.tasks_per_node} tasks: no node of partition "
             f"{part.name} has more than {part.max_cpus} CPUs"
         )
     return part
@@ -179,7 +186,7 @@ def render(
         job_name=job_name,
         nodes=resources.nodes,
         tasks_per_node=resources.tasks_per_node,
-        cpus=resources.cpus,
+        cpus=whole_cpus(resources),
         memory=resources.memory,
         time=resources.time,
         grace_seconds=config.slurm.grace_seconds,

@@ -26,7 +26,7 @@ class SpecError(ValueError):
 class Resources:
     nodes: int = 1
     gpus: int = 0  # per node
-    cpus: int = 1  # per task
+    cpus: float = 1  # per task; a fraction only on Kubernetes (Slurm allocates whole CPUs)
     memory: str = "2G"  # per node
     time: str = "01:00:00"
     partition: str = ""
@@ -37,8 +37,8 @@ class Resources:
             raise SpecError(f"--nodes {self.nodes}: at least 1")
         if self.gpus < 0:
             raise SpecError(f"--gpus {self.gpus}: not negative")
-        if self.cpus < 1:
-            raise SpecError(f"--cpus {self.cpus}: at least 1")
+        if not self.cpus > 0:
+            raise SpecError(f"--cpus {self.cpus:g}: more than 0")
         if not _MEMORY.match(self.memory):
             raise SpecError(f"--memory {self.memory!r}: a size like 4G or 512M")
         if not _TIME.match(self.time):
@@ -50,7 +50,10 @@ class Resources:
         return max(self.gpus, 1)
 
     def as_tags(self) -> dict[str, str]:
-        return {f"resources.{k}": str(v) for k, v in asdict(self).items()}
+        return {
+            f"resources.{k}": f"{v:g}" if isinstance(v, float) else str(v)
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Resources:
@@ -58,7 +61,8 @@ class Resources:
         values: dict[str, Any] = {}
         for f in fields(cls):
             if (value := tags.get(f"resources.{f.name}")) is not None:
-                values[f.name] = int(value) if f.type == "int" else value
+                kind = {"int": int, "float": float}.get(str(f.type), str)
+                values[f.name] = kind(value)
         return cls(**values)
 
 

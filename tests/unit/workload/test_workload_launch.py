@@ -130,7 +130,8 @@ def test_training_arguments_are_checked_by_the_training_parser() -> None:
         (spec.Resources(nodes=0), "--nodes 0"),
         (spec.Resources(memory="lots"), "--memory 'lots'"),
         (spec.Resources(time="1 hour"), "--time '1 hour'"),
-        (spec.Resources(cpus=0), "--cpus 0"),
+        (spec.Resources(cpus=0), "--cpus 0: more than 0"),
+        (spec.Resources(cpus=-0.5), "--cpus -0.5: more than 0"),
     ],
 )
 def test_bad_resources_are_refused(resources: spec.Resources, message: str) -> None:
@@ -138,9 +139,17 @@ def test_bad_resources_are_refused(resources: spec.Resources, message: str) -> N
         resources.validate()
 
 
-def test_resources_survive_their_tags() -> None:
-    resources = spec.Resources(nodes=2, gpus=1, memory="3G", partition="gpu")
+@pytest.mark.parametrize("cpus", [1, 0.25])
+def test_resources_survive_their_tags(cpus: float) -> None:
+    resources = spec.Resources(nodes=2, gpus=1, cpus=cpus, memory="3G", partition="gpu")
+    assert resources.as_tags()["resources.cpus"] == f"{cpus:g}"
     assert spec.Resources.from_tags(resources.as_tags()) == resources
+
+
+def test_slurm_refuses_a_fraction_of_a_cpu(tmp_path: Path) -> None:
+    config = load(_config(tmp_path))
+    with pytest.raises(spec.SpecError, match=r"--cpus 0\.5: Slurm allocates whole CPUs"):
+        render(config, spec.Resources(cpus=0.5), "gpu", "a" * 32, "shapes", "/env", "abc", [])
 
 
 def test_sbatch_script_carries_settings_and_no_secret(tmp_path: Path) -> None:
