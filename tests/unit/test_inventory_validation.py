@@ -92,6 +92,14 @@ def _kubernetes_v1_35(inventory: Path) -> None:
     _set_vars(inventory, kubernetes_version="v1.35.0")
 
 
+def _node_selector_on_no_node(inventory: Path) -> None:
+    # The sandbox's kube-gpu1 carries the selector's labels; here it carries others.
+    kube_gpu1 = inventory / "host_vars" / "kube-gpu1.yml"
+    labels = 'kube_node_labels: "{{ kubernetes_jobs_node_selector }}"'
+    assert labels in kube_gpu1.read_text()
+    kube_gpu1.write_text(kube_gpu1.read_text().replace(labels, "kube_node_labels: {zone: a}"))
+
+
 def _no_compute_layer(inventory: Path) -> None:
     _drop_groups(inventory, *SLURM_GROUPS, *KUBERNETES_GROUPS)
 
@@ -158,6 +166,13 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
                 "v1.35 and later refuse to run kubelet on cgroup v1",
             ],
         ),
+        (
+            _node_selector_on_no_node,
+            [
+                "kubernetes_jobs_node_selector {'labstack.io/training-image': 'true'}: no "
+                "kube_node host has all these labels in its kube_node_labels"
+            ],
+        ),
         (_underscore_host, ["invalid host name(s) gpu_3", "no underscores"]),
         (
             _misspelled_variable,
@@ -172,6 +187,7 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
         "no-compute-layer",
         "pod-over-service-cidr",
         "kubernetes-v1.35",
+        "node-selector-on-no-node",
         "underscore-host",
         "misspelled-var",
         "unknown-host-var",
