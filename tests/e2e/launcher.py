@@ -163,3 +163,17 @@ def checkpoint_keys(run_id: str) -> list[str]:
     listed = s3.list_objects_v2(Bucket="mlflow", Prefix=f"{run.info.experiment_id}/{run_id}/")
     keys = [item["Key"] for item in listed.get("Contents", [])]
     return [key for key in keys if "/checkpoints/step-" in key]
+
+
+def ddp_args(experiment: str) -> list[str]:
+    """The DDP tests' training arguments: small, slow-enough runs of 2 ranks x 8 steps per
+    epoch, 40 steps, a checkpoint every 10 steps."""
+    return [
+        "subset=256",
+        "batch_size=16",
+        "max_steps=40",
+        "log_every=1",
+        "checkpoint_every_steps=10",
+        "step_sleep=0.3",
+        f"experiment={experiment}",
+    ]

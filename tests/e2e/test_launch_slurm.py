@@ -14,6 +14,7 @@ from tests.e2e.launcher import (
     Submission,
     checkpoint_keys,
     config_with,
+    ddp_args,
     labstack,
     launcher_token,
     mlflow,
@@ -31,16 +32,7 @@ from workload.launch.cli import main
 
 pytestmark = pytest.mark.usefixtures("demo_dataset")
 
-# Small, slow-enough runs: 2 ranks x 8 steps per epoch, a checkpoint every 10 steps.
-DDP_ARGS = [
-    "subset=256",
-    "batch_size=16",
-    "max_steps=40",
-    "log_every=1",
-    "checkpoint_every_steps=10",
-    "step_sleep=0.3",
-    "experiment=e2e-ddp",
-]
+DDP_ARGS = ddp_args("e2e-ddp")
 
 
 @dataclass(frozen=True)

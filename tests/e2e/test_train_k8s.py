@@ -16,6 +16,7 @@ import pytest
 from tests.e2e.launcher import (
     Submission,
     checkpoint_keys,
+    ddp_args,
     labstack,
     launcher_token,
     mlflow,
@@ -31,16 +32,7 @@ pytestmark = pytest.mark.usefixtures("demo_dataset")
 
 IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
 NAMESPACE = "labstack-jobs"
-# As the Slurm test's: 2 ranks x 8 steps per epoch, a checkpoint every 10 steps.
-DDP_ARGS = [
-    "subset=256",
-    "batch_size=16",
-    "max_steps=40",
-    "log_every=1",
-    "checkpoint_every_steps=10",
-    "step_sleep=0.3",
-    "experiment=e2e-k8s-ddp",
-]
+DDP_ARGS = ddp_args("e2e-k8s-ddp")
 
 
 def _env() -> dict[str, str]:

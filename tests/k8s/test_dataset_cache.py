@@ -55,12 +55,14 @@ def test_one_copy_for_every_node_and_the_shared_filesystem() -> None:
     assert wrote.strip() == "10001", wrote
     seen = _run(f"cache-read-{tag}", second, f"cat {path}")
     assert seen.strip() == f"written on {first}", seen
+    # The volume's directory as the Slurm nodes see it (the sandbox's is a hostPath).
+    slurm_node = hosts("slurm_compute")[0]
+    shared = hostvars(slurm_node)["kubernetes_jobs_datasets_volume"]["hostPath"]["path"]
     on_slurm = subprocess.run(
-        ["docker", "exec", container(hosts("slurm_compute")[0]), "stat", "-c", "%u %n",
-         f"/shared/labstack/datasets-k8s/probe-{tag}"],
+        ["docker", "exec", container(slurm_node), "stat", "-c", "%u %n", f"{shared}/probe-{tag}"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert on_slurm.stdout.strip() == f"10001 /shared/labstack/datasets-k8s/probe-{tag}", (
+    assert on_slurm.stdout.strip() == f"10001 {shared}/probe-{tag}", (
         on_slurm.stdout + on_slurm.stderr
     )
     _run(f"cache-clean-{tag}", second, f"rm {path}")
