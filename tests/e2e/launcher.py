@@ -18,10 +18,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tests.inventory import container
+from tests.kube import KUBECONFIG
 from tests.playbook import SANDBOX_INVENTORY
 from tests.services import ca_file, credentials, endpoint
+from workload.launch.config import load
 
 CONFIG = SANDBOX_INVENTORY / ".generated" / "labstack.toml"
+# The training Jobs' namespace (make lab writes it into the config).
+K8S_NAMESPACE = load(CONFIG).kubernetes.namespace if CONFIG.is_file() else "labstack-jobs"
 _SUBMITTED = re.compile(r"^run ([0-9a-f]{32})  job (\S+)  (\S+)$", re.MULTILINE)
 
 
@@ -177,3 +181,8 @@ def ddp_args(experiment: str) -> list[str]:
         "step_sleep=0.3",
         f"experiment={experiment}",
     ]
+
+
+def kube_env() -> dict[str, str]:
+    """A researcher's environment with the sandbox cluster's kubeconfig."""
+    return {**researcher_env(), "KUBECONFIG": str(KUBECONFIG)}

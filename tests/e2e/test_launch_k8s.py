@@ -22,19 +22,20 @@ import pytest
 
 from tests.e2e.launcher import (
     CONFIG,
+    K8S_NAMESPACE,
     Submission,
+    kube_env,
     labstack,
     mlflow,
-    researcher_env,
     runs_in,
     submitted,
     wait_run,
 )
-from tests.kube import KUBECONFIG, kubectl, kubectl_json, kubectl_path
+from tests.kube import kubectl, kubectl_json, kubectl_path
 from workload.launch.config import load
 
 IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
-NAMESPACE = load(CONFIG).kubernetes.namespace if CONFIG.is_file() else "labstack-jobs"
+NAMESPACE = K8S_NAMESPACE
 # The sandbox's [kubernetes] node_selector: the nodes holding the training image.
 PINNED = "labstack.io/training-image=true"
 RESOURCES = ["--cpus", "1", "--memory", "1G"]
@@ -53,13 +54,9 @@ def _config(tmp_path: Path, **kubernetes: str) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
-    return {**researcher_env(), "KUBECONFIG": str(KUBECONFIG)}
-
-
 def _submit(config: Path, *args: str) -> list[Submission]:
     argv = ["--config", str(config), "submit", "--on", "k8s", *RESOURCES, *args]
-    return submitted(labstack(*argv, env=_env()))
+    return submitted(labstack(*argv, env=kube_env()))
 
 
 @pytest.fixture
@@ -78,7 +75,7 @@ def sweep(config: Path) -> Iterator[list[Submission]]:
     )  # fmt: skip
     yield jobs
     cancel = ["--config", str(config), "cancel", *[job.run_id for job in jobs]]
-    labstack(*cancel, "--timeout", "120", env=_env())
+    labstack(*cancel, "--timeout", "120", env=kube_env())
 
 
 def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
@@ -104,7 +101,7 @@ def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
     assert points == {("0.001", "8"), ("0.001", "16"), ("0.002", "8"), ("0.002", "16")}
     done = labstack(
         "--config", str(config), "cancel", *[job.run_id for job in sweep], "--timeout", "120",
-        env=_env(),
+        env=kube_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for job in sweep:
@@ -125,7 +122,12 @@ def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config:
     )  # fmt: skip
     typed = f"{shlex.quote(str(kubectl_path()))} apply -f <({render})"
     done = subprocess.run(
-        ["bash", "-c", typed], env=_env(), capture_output=True, text=True, check=False, timeout=300
+        ["bash", "-c", typed],
+        env=kube_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     (job,) = submitted(done)
     assert f"job.batch/{job.job_id} created" in done.stdout, done.stdout + done.stderr
@@ -144,7 +146,7 @@ def test_render_create_run_piped_to_kubectl_apply_then_status_and_cancel(config:
     (container,) = applied["spec"]["template"]["spec"]["containers"]
     assert {"name": "MLFLOW_RUN_ID", "value": job.run_id} in container["env"]
 
-    env = {**_env(), "LABSTACK_CONFIG": str(config)}
+    env = {**kube_env(), "LABSTACK_CONFIG": str(config)}
     status = labstack("status", job.run_id, env=env)
     assert status.returncode == 0, status.stderr
     assert job.run_id in status.stdout
@@ -178,7 +180,7 @@ def test_requests_the_cluster_cannot_take_leave_no_run(
     done = labstack(
         "--config", str(path), "submit", "--on", "k8s", "--name", "refused", *options,
         "--args", f"experiment={experiment}",
-        env=_env(),
+        env=kube_env(),
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
@@ -190,7 +192,7 @@ def test_unreachable_mlflow_is_refused_before_any_job(tmp_path: Path) -> None:
     before = kubectl("--namespace", NAMESPACE, *jobs).stdout
     # The first mlflow_uri is [client]'s, the launcher's own.
     path = _config(tmp_path, image=IMAGE, mlflow_uri="https://127.0.0.1:9")
-    done = labstack("--config", str(path), "submit", "--on", "k8s", env=_env())
+    done = labstack("--config", str(path), "submit", "--on", "k8s", env=kube_env())
     assert done.returncode == 2
     assert "MLflow at https://127.0.0.1:9 is unreachable" in done.stderr
     assert kubectl("--namespace", NAMESPACE, *jobs).stdout == before

@@ -14,29 +14,26 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.launcher import (
+    K8S_NAMESPACE,
     Submission,
     checkpoint_keys,
     ddp_args,
+    kube_env,
     labstack,
     launcher_token,
     mlflow,
-    researcher_env,
     submitted,
     wait_run,
     wait_step,
 )
-from tests.kube import KUBECONFIG, kubectl, kubectl_json
+from tests.kube import kubectl, kubectl_json
 from tests.services import secret_values
 
 pytestmark = pytest.mark.usefixtures("demo_dataset")
 
 IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
-NAMESPACE = "labstack-jobs"
+NAMESPACE = K8S_NAMESPACE
 DDP_ARGS = ddp_args("e2e-k8s-ddp")
-
-
-def _env() -> dict[str, str]:
-    return {**researcher_env(), "KUBECONFIG": str(KUBECONFIG)}
 
 
 def _pods(job: str) -> list[dict]:
@@ -85,7 +82,7 @@ def preempted_ddp_job() -> Preempted:
         labstack(
             "submit", "--on", "k8s", "--name", "ddp", "--nodes", "2", "--cpus", "0.5",
             "--memory", "3G", "--args", *DDP_ARGS,
-            env=_env(),
+            env=kube_env(),
         )
     )[0]  # fmt: skip
     wait_step(job.run_id, 12)
@@ -98,7 +95,7 @@ def preempted_ddp_job() -> Preempted:
     wait_run(job.run_id, ("FINISHED", "FAILED"), timeout=900)
     complete = ["wait", "--for=condition=Complete", f"job/{job.job_id}", "--timeout=180s"]
     kubectl("--namespace", NAMESPACE, *complete, check=False)  # the pods exit after the run ends
-    logs = labstack("logs", job.run_id, env=_env())
+    logs = labstack("logs", job.run_id, env=kube_env())
     assert logs.returncode == 0, logs.stderr
     return Preempted(job, manifest, pod_spec, environ, pod, logs.stdout)
 
@@ -168,9 +165,9 @@ def test_stop_checkpoints_without_a_retry_and_relaunch_resumes_the_run() -> None
         "checkpoint_every_steps=0", "experiment=e2e-k8s-stop",
     ]  # fmt: skip
     submit = ["submit", "--on", "k8s", "--name", "stop", "--cpus", "1", "--memory", "3G"]
-    job = submitted(labstack(*submit, "--args", *args, env=_env()))[0]
+    job = submitted(labstack(*submit, "--args", *args, env=kube_env()))[0]
     wait_step(job.run_id, 5)
-    done = labstack("stop", job.run_id, env=_env())
+    done = labstack("stop", job.run_id, env=kube_env())
     assert done.returncode == 0, done.stderr
     assert "STOPPED, run KILLED" in done.stdout, done.stdout
     run = wait_run(job.run_id, ("KILLED",), timeout=180)
@@ -178,10 +175,10 @@ def test_stop_checkpoints_without_a_retry_and_relaunch_resumes_the_run() -> None
     assert [p["metadata"]["name"] for p in _pods(job.job_id)] == []  # not retried
     assert checkpoint_keys(job.run_id), "stop saved no checkpoint"
 
-    again = submitted(labstack("relaunch", job.run_id, env=_env()))[0]
+    again = submitted(labstack("relaunch", job.run_id, env=kube_env()))[0]
     assert (again.run_id, again.job_id) == (job.run_id, job.job_id)
     wait_run(job.run_id, ("FINISHED",), timeout=900)
-    logs = labstack("logs", job.run_id, env=_env())
+    logs = labstack("logs", job.run_id, env=kube_env())
     assert "resumed at step" in logs.stdout, logs.stdout[-4000:]
     # The relaunched pod found the dataset in the shared cache the first one filled.
     assert re.search(r"0 cached, [1-9][0-9]* from shared cache, 0 from S3", logs.stdout), (
