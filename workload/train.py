@@ -90,9 +90,11 @@ def load_data(config: TrainConfig, ranks: Dist) -> tuple[Path, dict[str, str]]:
         root = Path(os.environ.get("DATA_EPHEMERAL_PATH") or tempfile.gettempdir())
         path = root / f"generated-shapes-seed{config.seed}.tar"
         if ranks.local_rank == 0 and not path.exists():
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            write_tar(tmp, train=2048, val=256, size=40, seed=config.seed)
-            tmp.replace(path)
+            # A unique name, not the pid's: pods have their own PID namespaces.
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=root)
+            os.close(fd)
+            write_tar(Path(tmp), train=2048, val=256, size=40, seed=config.seed)
+            os.replace(tmp, path)
         if ranks.world > 1:
             dist.barrier()
         return path, {"data.source": "generated", "data.sha256": checkpoint_sha(path)}

@@ -65,10 +65,26 @@ def _flock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _temporary(dest: Path) -> tuple[int, str]:
+    """A new file of a unique name beside DEST. Not named after the pid: pods on one node
+    share the cache, and in their own PID namespaces their processes often have one pid."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+
+
+def _write_atomically(dest: Path, data: bytes) -> None:
+    fd, tmp_name = _temporary(dest)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp_name, dest)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
 def _atomic_write(dest: Path, fill: Callable[[Any], None], entry: FileEntry, origin: str) -> None:
     """Write through `fill(handle)` to a temporary file, check size and sha256, rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = _temporary(dest)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -116,9 +132,7 @@ class _Level:
             return {}
 
     def write_stamps(self, stamps: dict[str, list[int]]) -> None:
-        tmp = self.stamp_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(stamps))
-        os.replace(tmp, self.stamp_path)
+        _write_atomically(self.stamp_path, json.dumps(stamps).encode())
 
     @staticmethod
     def stat_key(path: Path) -> list[int]:
@@ -210,10 +224,7 @@ class DatasetCache:
                 f"s3://{self.bucket}/{key} describes {manifest.name}/{manifest.version}"
             )
         for level in self.levels:
-            level.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = level.manifest_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(raw)
-            os.replace(tmp, level.manifest_path)
+            _write_atomically(level.manifest_path, raw)
         return manifest
 
     def fetch(self) -> tuple[Path, FetchReport]:
@@ -280,10 +291,7 @@ class DatasetCache:
         src = source.dir / entry.path
         dest = level.dir / entry.path
         if hashed:  # verified by this fetch a moment ago: a kernel-side copy suffices
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
-            )
+            fd, tmp_name = _temporary(dest)
             os.close(fd)
             try:
                 shutil.copyfile(src, tmp_name)

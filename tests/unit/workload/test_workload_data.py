@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,31 @@ def test_concurrent_readers_on_one_node_download_once(
     assert all(p.returncode == 0 for p in procs)
     assert sum(r["from_s3"] for r in reports) == len(contents)
     assert sum(r["from_shared"] for r in reports) == len(contents)
+
+
+def test_readers_with_one_pid_share_a_cache_level(s3: Any, tmp_path: Path) -> None:
+    # Pods on one node share the dataset cache, and in their own PID namespaces their
+    # processes often have the same pid: threads of one process are such readers. Each
+    # round is a race, won by chance: several rounds make a lost race near certain to show.
+    contents = make_tree(tmp_path / "src", files=2)
+    start = threading.Barrier(16)
+
+    def read(version: str, pod: int) -> Path:
+        reader = DatasetCache(
+            s3, "tree", version, shared_root=tmp_path / "shared", local_root=tmp_path / f"{pod}"
+        )
+        start.wait()
+        return reader.fetch()[0]
+
+    for round_ in range(8):
+        version = f"v-one-pid-{round_}"
+        publish(s3, tmp_path / "src", "tree", version)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            paths = list(pool.map(lambda pod, v=version: read(v, pod), range(16)))
+        for path in paths:
+            assert {rel: (path / rel).read_bytes() for rel in contents} == contents
+    leftovers = [p.name for p in (tmp_path / "shared" / "tree").iterdir() if p.name[0] == "."]
+    assert not leftovers, leftovers
 
 
 def test_wrong_credentials_name_the_endpoint(minio: Minio) -> None:
