@@ -187,9 +187,11 @@ $(VAULT_PASSWORD_FILE):
 # workload's own wheel and BUILD_INFO.json (the commit it was built from).
 # Apart, so that a new commit leaves the images' dependency layer cached.
 WHEELHOUSE := build/wheelhouse
-# Third-party wheels: downloaded once per uv.lock into the cache.
+# Third-party wheels: downloaded once per uv.lock into the cache. The
+# directory is named by the lock's hash, so uv.lock is no prerequisite: a fresh
+# clone's newer uv.lock must not download the same 3 GB again.
 LOCKED_WHEELS := $(LABSTACK_CACHE)/wheels/$(shell sha256sum uv.lock | cut -c1-16)
-$(LOCKED_WHEELS)/.complete: uv.lock | $(VENV)/.synced
+$(LOCKED_WHEELS)/.complete: | $(VENV)/.synced
 	rm -rf $(LOCKED_WHEELS) && mkdir -p $(LOCKED_WHEELS)
 	uv export --quiet --frozen --no-dev --no-emit-project --no-header --format requirements-txt -o $(LOCKED_WHEELS)/requirements.txt
 	$(PY) -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
