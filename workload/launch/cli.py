@@ -191,17 +191,12 @@ def _end(args: argparse.Namespace, graceful: bool) -> int:
     runs = Runs(config)
     for run_id in args.run_ids:
         target, job = _job(config, runs, run_id)
-        asked_ms = int(time.time() * 1000)
         runs.set_tags(run_id, {"labstack.ended_by": "stop" if graceful else "cancel"})
         target.stop(job, graceful)
         final = target.wait(job, args.timeout)
-        run = runs.get(run_id)
-        if run.info.status not in TERMINAL:
+        status = runs.get(run_id).info.status
+        if status not in TERMINAL:
             runs.terminate(run_id, "KILLED")  # the job never started, or was killed hard
-        elif run.info.status == "FAILED" and (run.info.end_time or 0) >= asked_ms:
-            # It failed while being ended (e.g. a pod deleted while it fetched its data):
-            # this end is the user's, not a failure of the job.
-            runs.client.set_terminated(run_id, status="KILLED")
         accessor = runs.get(run_id).data.tags.get("labstack.login_accessor", "")
         if accessor:
             Vault(config).revoke(accessor)
