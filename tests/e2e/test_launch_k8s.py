@@ -39,6 +39,8 @@ NAMESPACE = K8S_NAMESPACE
 # The sandbox's [kubernetes] node_selector: the nodes holding the training image.
 PINNED = "labstack.io/training-image=true"
 RESOURCES = ["--cpus", "1", "--memory", "1G"]
+# The Jobs train for real: on the sandbox's dataset (they end FAILED without it).
+pytestmark = pytest.mark.usefixtures("demo_dataset")
 
 
 def _config(tmp_path: Path, **kubernetes: str) -> Path:
