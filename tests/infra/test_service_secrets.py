@@ -1,11 +1,14 @@
 """No generated secret leaks: not in the output of `ansible-playbook -v`, not
-in any world-readable file of any node, not in any process's command line.
+in any world-readable file of any node, not in any process's command line; no
+private key in the output of `--check --diff` where the nodes' keys differ.
 And a restarted (sealed) OpenBao is unsealed by the next run of its layer,
 playbooks/secrets.yml (a part of site.yml; the whole site.yml's verbose rerun
 is test_idempotence's)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import subprocess
 import time
 
@@ -14,7 +17,7 @@ import pytest
 import requests
 
 from tests.inventory import container, hosts
-from tests.playbook import PlaybookRun, run_playbook
+from tests.playbook import SANDBOX_INVENTORY, PlaybookRun, run_playbook
 from tests.services import ca_file, credentials, endpoint, leaked_secrets, secret_values
 
 _SCAN = "/root/.labstack-secret-scan"
@@ -103,3 +106,54 @@ def test_no_secret_in_process_list(host: str) -> None:
     assert len(listed.splitlines()) > 1
     leaked = leaked_secrets(listed)
     assert not leaked, f"{len(leaked)} secret(s) in the command lines of {host}'s processes"
+
+
+def _deployed_keys() -> dict[str, list[str]]:
+    """Per host, the files under /etc that are private keys the pki role issued."""
+    pki = SANDBOX_INVENTORY / ".generated" / "pki"
+    issued = {hashlib.sha256(key.read_bytes()).hexdigest() for key in pki.rglob("*.key")}
+    found: dict[str, list[str]] = {}
+    for host in hosts():
+        listed = subprocess.run(
+            ["docker", "exec", container(host), "sh", "-c",
+             "grep -rlZ -- 'PRIVATE KEY' /etc | xargs -0r sha256sum"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        pairs = (line.split(maxsplit=1) for line in listed.splitlines())
+        paths = [path for digest, path in pairs if digest in issued]
+        if paths:
+            found[host] = paths
+    return found
+
+
+def _on_each(keys: dict[str, list[str]], script: str) -> None:
+    for host, paths in keys.items():
+        subprocess.run(
+            ["docker", "exec", container(host), "sh", "-c", script, "sh", *paths], check=True
+        )
+
+
+def test_check_diff_where_keys_differ_shows_no_private_key() -> None:
+    # The attack: `site.yml --check --diff` where a node's keys differ from the control
+    # node's (lost, or replaced): each copy task would print the key it is about to write.
+    keys = _deployed_keys()
+    servers = {
+        *hosts("storage"), *hosts("tracking"), *hosts("secrets"),
+        *hosts("kube_control_plane"), *hosts("kube_node"),
+    }  # fmt: skip
+    assert servers <= set(keys), f"the lab's keys were not all found: {keys}"
+    # A newline more: each is still a valid PEM file, and no longer the issued one.
+    _on_each(keys, 'for key; do printf "\\n" >> "$key"; done')
+    try:
+        run = run_playbook("site.yml", SANDBOX_INVENTORY, "--check", "--diff", verbose=True)
+    finally:
+        _on_each(keys, 'for key; do truncate -s -1 "$key"; done')
+    # A count, so that a failure cannot print the output, keys and all.
+    printed = run.output.count("PRIVATE KEY")
+    assert printed == 0, "private keys in the --check --diff output"
+    assert run.returncode == 0, run.output
+    for host, paths in keys.items():
+        for path in paths:
+            name = re.escape(path.rpartition("/")[2])
+            changed = rf"^changed: \[{re.escape(host)}\] => \(item=\S*{name}\)"
+            assert re.search(changed, run.output, re.MULTILINE), f"{host}: {path} not copied"
