@@ -35,7 +35,6 @@ from tests.kube import kubectl, kubectl_json, kubectl_path
 from workload.launch.config import load
 
 IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
-NAMESPACE = K8S_NAMESPACE
 # The sandbox's [kubernetes] node_selector: the nodes holding the training image.
 PINNED = "labstack.io/training-image=true"
 RESOURCES = ["--cpus", "1", "--memory", "1G"]
@@ -88,7 +87,7 @@ def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
     assert len({job.job_id[:43] for job in sweep}) == 1, sweep
     for job in sweep:
         assert len(job.job_id) <= 52, job.job_id  # helm's release names: 53 at most
-        found = kubectl_json("--namespace", NAMESPACE, "get", "job", job.job_id)
+        found = kubectl_json("--namespace", K8S_NAMESPACE, "get", "job", job.job_id)
         assert (
             found["spec"]["template"]["metadata"]["labels"]["labstack.io/mlflow-run-id"]
             == job.run_id
@@ -108,7 +107,7 @@ def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
     assert done.returncode == 0, done.stderr
     for job in sweep:
         assert mlflow().get_run(job.run_id).info.status == "KILLED"
-        gone = kubectl("--namespace", NAMESPACE, "get", "job", job.job_id, check=False)
+        gone = kubectl("--namespace", K8S_NAMESPACE, "get", "job", job.job_id, check=False)
         assert "NotFound" in gone.stderr
 
 
@@ -191,10 +190,10 @@ def test_requests_the_cluster_cannot_take_leave_no_run(
 
 def test_unreachable_mlflow_is_refused_before_any_job(tmp_path: Path) -> None:
     jobs = ["get", "jobs", "-o", "name"]
-    before = kubectl("--namespace", NAMESPACE, *jobs).stdout
+    before = kubectl("--namespace", K8S_NAMESPACE, *jobs).stdout
     # The first mlflow_uri is [client]'s, the launcher's own.
     path = _config(tmp_path, image=IMAGE, mlflow_uri="https://127.0.0.1:9")
     done = labstack("--config", str(path), "submit", "--on", "k8s", env=kube_env())
     assert done.returncode == 2
     assert "MLflow at https://127.0.0.1:9 is unreachable" in done.stderr
-    assert kubectl("--namespace", NAMESPACE, *jobs).stdout == before
+    assert kubectl("--namespace", K8S_NAMESPACE, *jobs).stdout == before

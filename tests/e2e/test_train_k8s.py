@@ -32,13 +32,12 @@ from tests.services import secret_values
 pytestmark = pytest.mark.usefixtures("demo_dataset")
 
 IMAGE = os.environ["LABSTACK_TRAINING_IMAGE"]
-NAMESPACE = K8S_NAMESPACE
 DDP_ARGS = ddp_args("e2e-k8s-ddp")
 
 
 def _pods(job: str) -> list[dict]:
     selector = f"batch.kubernetes.io/job-name={job}"
-    return kubectl_json("--namespace", NAMESPACE, "get", "pods", "-l", selector)["items"]
+    return kubectl_json("--namespace", K8S_NAMESPACE, "get", "pods", "-l", selector)["items"]
 
 
 def _running_pod(job: str, index: int) -> str:
@@ -62,7 +61,7 @@ def _environ(pod: str) -> str:
         "    except OSError: pass\n"
     )
     argv = ["exec", pod, "--container", "train", "--", "python", "-c", script]
-    return kubectl("--namespace", NAMESPACE, *argv).stdout
+    return kubectl("--namespace", K8S_NAMESPACE, *argv).stdout
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,15 @@ def preempted_ddp_job() -> Preempted:
         )
     )[0]  # fmt: skip
     wait_step(job.run_id, 12)
-    manifest = kubectl("--namespace", NAMESPACE, "get", "job", job.job_id, "-o", "yaml").stdout
+    manifest = kubectl("--namespace", K8S_NAMESPACE, "get", "job", job.job_id, "-o", "yaml").stdout
     pod = _running_pod(job.job_id, 1)
-    pod_spec = kubectl("--namespace", NAMESPACE, "get", "pod", pod, "-o", "yaml").stdout
+    pod_spec = kubectl("--namespace", K8S_NAMESPACE, "get", "pod", pod, "-o", "yaml").stdout
     environ = _environ(pod) + _environ(_running_pod(job.job_id, 0))
-    kubectl("--namespace", NAMESPACE, "delete", "pod", pod, "--wait=false")
+    kubectl("--namespace", K8S_NAMESPACE, "delete", "pod", pod, "--wait=false")
     # KILLED while the pods that resume it start (the preempted one ends the run so).
     wait_run(job.run_id, ("FINISHED", "FAILED"), timeout=900)
     complete = ["wait", "--for=condition=Complete", f"job/{job.job_id}", "--timeout=180s"]
-    kubectl("--namespace", NAMESPACE, *complete, check=False)  # the pods exit after the run ends
+    kubectl("--namespace", K8S_NAMESPACE, *complete, check=False)  # pods exit after the run
     logs = labstack("logs", job.run_id, env=kube_env())
     assert logs.returncode == 0, logs.stderr
     return Preempted(job, manifest, pod_spec, environ, pod, logs.stdout)
@@ -123,7 +122,7 @@ def test_ddp_job_finishes_with_metrics_and_provenance(preempted_ddp_job: Preempt
 def test_deleted_pod_is_retried_without_a_failure_and_resumes_exactly(
     preempted_ddp_job: Preempted,
 ) -> None:
-    job = kubectl_json("--namespace", NAMESPACE, "get", "job", preempted_ddp_job.job.job_id)
+    job = kubectl_json("--namespace", K8S_NAMESPACE, "get", "job", preempted_ddp_job.job.job_id)
     assert job["status"].get("failed", 0) == 0, job["status"]
     assert job["status"]["succeeded"] == 2, job["status"]
     names = {pod["metadata"]["name"] for pod in _pods(preempted_ddp_job.job.job_id)}
