@@ -5,15 +5,21 @@ state (python, numpy, torch CPU/CUDA and the augmentation generator, per rank)
 and the step; the data position follows from the step (the sampler's order is
 a function of seed and epoch). Stored as `checkpoints/step-NNNNNNNN.pt` in the
 MLflow run's artifacts (MinIO behind the tracking server).
+
+Only tensors and plain data (dicts, lists, tuples, numbers, strings) go in, and a
+checkpoint is loaded with `weights_only=True`: a file planted in a run's
+checkpoints (jobs share an MLflow login that may write to other runs) cannot
+run code when the run resumes; it is refused, named.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,10 +29,22 @@ ARTIFACT_DIR = "checkpoints"
 NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be loaded safely; the message names it."""
+
+
 def rng_state(aug_generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG's state, as tensors and plain data only."""
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    _, keys, pos, has_gauss, cached_gaussian = legacy
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "augment": aug_generator.get_state(),
     }
@@ -37,7 +55,16 @@ def rng_state(aug_generator: torch.Generator) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], aug_generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     aug_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
@@ -66,5 +93,12 @@ def latest(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
     _, artifact = max(steps)
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, artifact, tmp)
-        # Our own artifact (RNG states are not plain tensors): full unpickling.
-        return torch.load(local, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(local, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # torch's message: a paragraph on weights_only, then what was refused.
+            lines = [line for line in str(exc).splitlines() if "GLOBAL" in line]
+            raise CheckpointError(
+                f"checkpoint {artifact} of run {run_id} holds more than tensors and plain "
+                f"data: not loaded, nothing in it ran ({lines[0] if lines else 'unpickling'})"
+            ) from None

@@ -7,8 +7,11 @@ does on Slurm, so that no secret is in a job script, a job's environment or a
 process list). On Kubernetes nothing is handed over: the pod logs in with its
 ServiceAccount token (`BAO_K8S_ROLE` + `BAO_K8S_JWT_PATH`, a projected token
 for OpenBao's audience that the kubelet rotates), through OpenBao's
-Kubernetes auth method. The secret values read from OpenBao are exported into this process's
-environment only (never logged, never in MLflow).
+Kubernetes auth method. The values read from OpenBao stay in this process's memory
+(`FETCHED`, read with `secret`): never in its environment, which every child
+process (git, nvidia-smi, a researcher's subprocess) would inherit; never logged,
+never in MLflow. MLflow's client reaches them through its request-auth plugin
+interface (`MlflowLogin`, MLFLOW_TRACKING_AUTH=labstack).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import hvac
+from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
+from requests.auth import HTTPBasicAuth
 
 # Environment variables that carry secrets: never logged, never sent to MLflow.
 SECRET_ENV_VARS = frozenset(
@@ -35,18 +40,48 @@ SECRET_ENV_VARS = frozenset(
 )
 
 
+# What fetch_from_openbao read, by name: this process's memory only.
+FETCHED: dict[str, str] = {}
+# MLFLOW_TRACKING_AUTH's value that makes MLflow's client log in with FETCHED's login.
+MLFLOW_AUTH = "labstack"
+
+
 class CredentialError(RuntimeError):
     """Credentials could not be obtained; the message names the source at fault."""
 
 
-def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    """`text` with every secret value of `env` replaced by `***`."""
+def secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """NAME's value: from the environment (explicit wins), else as fetched from OpenBao."""
     env = os.environ if env is None else env
-    for name in SECRET_ENV_VARS:
-        value = env.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    return env.get(name) or FETCHED.get(name)
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of SECRET_ENV_VARS this process holds (4 characters or more)."""
+    found = (secret(name, env) for name in SECRET_ENV_VARS)
+    return [value for value in found if value and len(value) >= 4]
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`text` with every secret value (of `env` and fetched) replaced by `***`."""
+    for value in secret_values(env):
+        text = text.replace(value, "***")
     return text
+
+
+class MlflowLogin(RequestAuthProvider):
+    """MLflow's requests log in with the fetched MLFLOW_TRACKING_USERNAME/PASSWORD.
+
+    Registered as the `mlflow.request_auth_provider` entry point `labstack`
+    (pyproject.toml); fetch_from_openbao sets MLFLOW_TRACKING_AUTH=labstack."""
+
+    def get_name(self) -> str:  # pyright: ignore[reportIncompatibleMethodOverride] (untyped base)
+        return MLFLOW_AUTH
+
+    def get_auth(self) -> HTTPBasicAuth:  # pyright: ignore[reportIncompatibleMethodOverride]
+        return HTTPBasicAuth(
+            secret("MLFLOW_TRACKING_USERNAME") or "", secret("MLFLOW_TRACKING_PASSWORD") or ""
+        )
 
 
 def _read_approle_file(path: Path) -> dict[str, str]:
@@ -79,22 +114,27 @@ def _read_k8s_token(path: Path) -> str:
     return token
 
 
-def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]:
-    """If `BAO_ADDR` is set, read the KV v2 secret `BAO_SECRET_PATH` and export its keys.
+def fetch_from_openbao(
+    env: MutableMapping[str, str] | None = None, into: dict[str, str] | None = None
+) -> list[str]:
+    """If `BAO_ADDR` is set in ENV, read the KV v2 secret `BAO_SECRET_PATH` into INTO
+    (default FETCHED: see `secret`).
 
     Keys already set in the environment win (explicit beats fetched). Returns the
-    names (never the values) that were exported. The AppRole secret id and the
-    token are removed from the environment once used: child processes never see them.
+    names (never the values) that were fetched. The AppRole secret id and the token
+    are removed from the environment once used: child processes never see them.
     """
     env = os.environ if env is None else env
+    into = FETCHED if into is None else into
     addr = env.get("BAO_ADDR")
     if not addr:
         return []
     path = env.get("BAO_SECRET_PATH", "labstack/jobs/workload")
     mount = env.get("BAO_KV_MOUNT", "secret")
     client = hvac.Client(url=addr, verify=env.get("BAO_CACERT", True))
-    if approle_file := env.get("BAO_APPROLE_FILE"):
-        env.update(_read_approle_file(Path(approle_file)))
+    approle = _read_approle_file(Path(file)) if (file := env.get("BAO_APPROLE_FILE")) else {}
+    role_id = approle.get("BAO_ROLE_ID") or env.get("BAO_ROLE_ID")
+    secret_id = approle.get("BAO_SECRET_ID") or env.pop("BAO_SECRET_ID", None)
     try:
         if env.get("BAO_TOKEN"):
             client.token = env.pop("BAO_TOKEN")
@@ -104,18 +144,18 @@ def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]
                 jwt=_read_k8s_token(Path(env.get("BAO_K8S_JWT_PATH", _K8S_JWT_PATH))),
                 mount_point=env.get("BAO_K8S_MOUNT", "kubernetes"),
             )
-        elif env.get("BAO_ROLE_ID") and env.get("BAO_SECRET_ID"):
+        elif role_id and secret_id:
             client.auth.approle.login(
-                role_id=env["BAO_ROLE_ID"],
-                secret_id=env.pop("BAO_SECRET_ID"),
+                role_id=role_id,
+                secret_id=secret_id,
                 mount_point=env.get("BAO_APPROLE_MOUNT", "approle"),
             )
         else:
             raise CredentialError(
                 f"BAO_ADDR={addr} is set but none of BAO_TOKEN, BAO_K8S_ROLE, "
-                "BAO_ROLE_ID+BAO_SECRET_ID is"
+                "BAO_ROLE_ID+BAO_SECRET_ID, BAO_APPROLE_FILE is"
             )
-        secret = client.secrets.kv.v2.read_secret_version(
+        answer = client.secrets.kv.v2.read_secret_version(
             path=path, mount_point=mount, raise_on_deleted_version=True
         )
     except CredentialError:
@@ -124,10 +164,9 @@ def fetch_from_openbao(env: MutableMapping[str, str] | None = None) -> list[str]
         raise CredentialError(
             f"OpenBao at {addr}: reading {mount}/{path} failed ({type(exc).__name__})"
         ) from None
-    data: dict[str, str] = secret["data"]["data"]
-    exported = []
-    for key, value in data.items():
-        if key not in env:
-            env[key] = str(value)
-            exported.append(key)
-    return sorted(exported)
+    data: dict[str, str] = answer["data"]["data"]
+    fetched = sorted(key for key in data if key not in env)
+    into.update({key: str(data[key]) for key in fetched})
+    if "MLFLOW_TRACKING_PASSWORD" in fetched:
+        env["MLFLOW_TRACKING_AUTH"] = MLFLOW_AUTH
+    return fetched

@@ -10,6 +10,8 @@ import boto3.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from workload.credentials import secret
+
 
 class S3AccessError(RuntimeError):
     """The object store refused us or could not be reached; the message names the endpoint."""
@@ -26,24 +28,25 @@ class S3Settings:
 
     @classmethod
     def from_env(cls) -> S3Settings:
-        """Read `S3_ENDPOINT` (or `MLFLOW_S3_ENDPOINT_URL`) and the `AWS_*` key pair."""
+        """Read `S3_ENDPOINT` (or `MLFLOW_S3_ENDPOINT_URL`) and the `AWS_*` key pair
+        (from the environment, or as fetched from OpenBao)."""
         endpoint = os.environ.get("S3_ENDPOINT") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        access_key, secret_key = secret("AWS_ACCESS_KEY_ID"), secret("AWS_SECRET_ACCESS_KEY")
         missing = [
             name
             for name, value in (
                 ("S3_ENDPOINT", endpoint),
-                ("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID")),
-                ("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY")),
+                ("AWS_ACCESS_KEY_ID", access_key),
+                ("AWS_SECRET_ACCESS_KEY", secret_key),
             )
             if not value
         ]
         if missing:
             raise S3AccessError(f"S3 settings missing from the environment: {', '.join(missing)}")
-        assert endpoint is not None
         return cls(
-            endpoint=endpoint,
-            access_key=os.environ["AWS_ACCESS_KEY_ID"],
-            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            endpoint=str(endpoint),
+            access_key=str(access_key),
+            secret_key=str(secret_key),
             region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         )
 

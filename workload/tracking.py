@@ -16,7 +16,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from workload.credentials import SECRET_ENV_VARS, redact
+from workload.credentials import redact, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 
 def _check_not_secret(items: Mapping[str, str]) -> None:
-    secrets = [os.environ[n] for n in SECRET_ENV_VARS if len(os.environ.get(n, "")) >= 4]
+    secrets = secret_values()
     for key, value in items.items():
         if any(secret in value for secret in secrets):
             raise ValueError(f"refusing to send {key!r} to MLflow: its value contains a secret")

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -28,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from workload import checkpoint, kernels, provenance
 from workload.config import TrainConfig, parse
-from workload.credentials import fetch_from_openbao, redact
+from workload.credentials import fetch_from_openbao, redact, secret
 from workload.data import DatasetCache, open_archive
 from workload.model import SmallCNN
 from workload.notify import notify
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MASTER_PORT", "29500")
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)
     tracker = None
-    webhook = os.environ.get("LABSTACK_WEBHOOK_URL")
+    webhook = secret("LABSTACK_WEBHOOK_URL")
     if ranks.rank == 0:
         tracker = Tracker.attach_or_create(
             config.experiment, config.run_name or None, config.metrics_flush_seconds
@@ -315,9 +316,15 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-if __name__ == "__main__":
+def entry(argv: list[str] | None = None) -> int:
+    """`python -m workload.train`: a failure's traceback goes to the job's log with every
+    secret the process holds redacted (the interpreter would print it as it is)."""
     try:
-        sys.exit(main())
-    except Exception as exc:
-        logging.getLogger("workload.train").error("%s", redact(str(exc)))
-        raise
+        return main(argv)
+    except Exception:
+        log.error("%s", redact(traceback.format_exc()).rstrip())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

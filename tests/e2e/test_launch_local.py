@@ -48,6 +48,13 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     env["LABSTACK_CONFIG"] = str(tmp_path / "labstack.toml")
     args = ["subset=128", "batch_size=16", "max_steps=16", "checkpoint_every_steps=8"]
     args += ["device=cpu", "experiment=e2e-local"]
+    # The `git` the job runs for its provenance tags, after it fetched its credentials:
+    # it records the environment every child process of the job inherits.
+    observer, observed = tmp_path / "bin" / "git", tmp_path / "git-environ"
+    observer.parent.mkdir()
+    observer.write_text(f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ >> {observed}\nexit 128\n')
+    observer.chmod(0o755)
+    env["PATH"] = f"{observer.parent}:{env['PATH']}"
 
     with ProcessLists() as ps:
         job = submitted(labstack("submit", "--on", "local", "--args", *args, env=env))[0]
@@ -75,9 +82,15 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     assert (run_dir / "approle.json").stat().st_mode & 0o777 == 0o600
     assert len(ps.samples) > 5, "the process list was sampled while the run went on"
     secrets = secret_values()
-    # The job got its credentials from OpenBao, not from the launcher's environment.
+    # The job got its credentials from OpenBao, not from the launcher's environment, and
+    # keeps them in memory: its children inherit none (/proc/PID/environ shows only what
+    # the process started with, the child's environment also what was set since).
+    child = observed.read_text()
     assert "BAO_APPROLE_FILE=" in environ
-    for name in ("BAO_TOKEN", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+    assert "MLFLOW_TRACKING_AUTH=labstack" in child, "git ran before the fetch, or not at all"
+    for name in ("BAO_TOKEN", "BAO_SECRET_ID", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert f"{name}=" not in environ
-    leaked = {s for s in secrets for text in [*ps.samples, environ, logs.stdout] if s in text}
-    assert not leaked, "a secret value in ps, the job's environment or its log"
+        assert f"{name}=" not in child
+    texts = [*ps.samples, environ, child, logs.stdout]
+    leaked = {s for s in secrets for text in texts if s in text}
+    assert not leaked, "a secret value in ps, the job's or its child's environment, or its log"

@@ -27,7 +27,7 @@ from tests.e2e.launcher import (
     wait_run,
     wait_step,
 )
-from tests.services import secret_values
+from tests.services import credentials, secret_values
 from workload.launch.cli import main
 
 pytestmark = pytest.mark.usefixtures("demo_dataset")
@@ -132,7 +132,9 @@ def test_no_secret_in_script_scontrol_or_job_environment(preempted_ddp_run: Pree
     for name, text in (
         ("job script", preempted_ddp_run.script),
         ("scontrol show job", preempted_ddp_run.scontrol),
-        ("job environment", preempted_ddp_run.environ),
+        # What Slurm started the training processes with; what they fetch stays out of
+        # their children's environments (test_launch_local and the unit tests see it).
+        ("environment the job started with", preempted_ddp_run.environ),
     ):
         assert "#SBATCH" in text or "JobId=" in text or "MLFLOW_RUN_ID" in text, name
         for value in [*secret_values(), secret_id, launcher_token()]:
@@ -292,3 +294,62 @@ def test_render_prints_the_script_without_submitting() -> None:
     assert on_head("squeue", "-h", "-o", "%i") == before
     for value in secret_values():
         assert value not in done.stdout
+
+
+def test_tags_a_job_rewrote_steer_neither_relaunch_nor_cancel(
+    preempted_ddp_run: Preempted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: with the MLflow login every job has, rewrite a finished run's tags so
+    that its owner's `relaunch` renders a command into the batch script, or their `cancel`
+    ends another run's job. Each is refused, naming the tag; nothing is submitted or ended."""
+    victim = preempted_ddp_run.job.run_id
+    bystander = submitted(
+        labstack(
+            "submit", "--on", "slurm", "--name", "bystander", "--args",
+            "max_steps=500", "step_sleep=1", "subset=256", "experiment=e2e-tags",
+        )
+    )[0]  # fmt: skip
+    client = mlflow()
+    original = client.get_run(victim).data.tags
+    experiment = client.get_experiment(client.get_run(victim).info.experiment_id).name
+    runs, queue = runs_in(experiment), on_head("squeue", "-h", "-o", "%i")
+
+    def as_a_job(tag: str, value: str) -> None:
+        with monkeypatch.context() as job:
+            job.setenv("MLFLOW_TRACKING_USERNAME", "jobs")
+            job.setenv("MLFLOW_TRACKING_PASSWORD", credentials()["mlflow_jobs_password"])
+            client.set_tag(victim, tag, value)
+
+    try:
+        for tag, value, named in [
+            ("labstack.job_name", "ddp\n#SBATCH --uid=0\ntouch /tmp/pwned", "labstack.job_name"),
+            ("env.path", "/shared/$(touch /tmp/pwned)", "env.path"),
+            ("resources.account", "ml;touch /tmp/pwned", "--account"),
+            ("labstack.backend", "slurm;touch /tmp/pwned", "labstack.backend"),
+        ]:
+            as_a_job(tag, value)
+            done = labstack("relaunch", victim)
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert named in done.stderr
+            assert "tags were changed since submission" in done.stderr
+            as_a_job(tag, original[tag])
+        assert runs_in(experiment) == runs
+        assert on_head("squeue", "-h", "-o", "%i") == queue
+        as_a_job("job.id", bystander.job_id)
+        done = labstack("cancel", victim, "--timeout", "10")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"job {bystander.job_id} works in /shared/labstack/runs/{bystander.run_id}" in (
+            done.stderr
+        )
+        assert slurm_state(bystander.job_id) in ("PENDING", "RUNNING")
+        assert on_head("ls", "/tmp/pwned").strip().endswith("No such file or directory")
+    finally:
+        for tag in (
+            "labstack.job_name",
+            "env.path",
+            "resources.account",
+            "labstack.backend",
+            "job.id",
+        ):
+            as_a_job(tag, original[tag])
+        labstack("cancel", bystander.run_id, "--timeout", "120")

@@ -105,7 +105,7 @@ def _token(*args: str) -> str:
 
 
 def _login(tmp_path: Path, token: str) -> dict[str, str]:
-    """workload.credentials' login from this machine with TOKEN: the environment it yields."""
+    """workload.credentials' login from this machine with TOKEN: what it fetches."""
     path = tmp_path / "token"
     path.write_text(token)
     env = {
@@ -114,8 +114,9 @@ def _login(tmp_path: Path, token: str) -> dict[str, str]:
         "BAO_K8S_ROLE": "jobs",
         "BAO_K8S_JWT_PATH": str(path),
     }
-    fetch_from_openbao(env)
-    return env
+    fetched: dict[str, str] = {}
+    fetch_from_openbao(env, fetched)
+    return fetched
 
 
 def test_the_workload_login_takes_only_the_jobs_account_with_openbao_audience(
@@ -123,9 +124,9 @@ def test_the_workload_login_takes_only_the_jobs_account_with_openbao_audience(
 ) -> None:
     jobs_ns, account = lab.kubernetes.namespace, lab.kubernetes.service_account
     good = _token("--namespace", jobs_ns, account, "--audience", "openbao", "--duration", "10m")
-    env = _login(tmp_path, good)
-    assert env["AWS_SECRET_ACCESS_KEY"] == credentials()["minio_jobs_secret_key"]
-    assert env["MLFLOW_TRACKING_USERNAME"] == "jobs"
+    fetched = _login(tmp_path, good)
+    assert fetched["AWS_SECRET_ACCESS_KEY"] == credentials()["minio_jobs_secret_key"]
+    assert fetched["MLFLOW_TRACKING_USERNAME"] == "jobs"
 
     kubectl("--namespace", namespace, "create", "serviceaccount", account)
     header, payload, signature = good.split(".")

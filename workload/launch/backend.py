@@ -8,13 +8,14 @@ a graceful stop or a cancel. `cli` knows only this interface.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from workload.launch.config import LabConfig
-from workload.launch.spec import Resources
+from workload.launch.spec import Resources, SpecError
 
 # name -> "module:class". A new backend is a new module and a line here.
 REGISTRY = {
@@ -81,6 +82,8 @@ class Backend(ABC):
     # The job's id is known before it is submitted (`job_id`): `render
     # --create-run` can tag the run with it and leave the submission to the user.
     names_jobs: ClassVar[bool] = False
+    # The ids this backend's jobs get (Slurm's job ids, process ids).
+    job_ids: ClassVar[re.Pattern[str]] = re.compile(r"[0-9]{1,12}")
 
     def __init__(self, config: LabConfig, resources: Resources) -> None:
         self.config = config
@@ -109,6 +112,12 @@ class Backend(ABC):
         """Submit the job; its id. APPROLE: the run's OpenBao login (JSON), or ""."""
 
     # ------------------------------------------------------- a submitted job
+    def check_job(self, job: JobRef, job_name: str) -> None:
+        """SpecError unless JOB's id, from a tag of its run, is one this backend could
+        have given the run called JOB_NAME (jobs can edit their run's tags)."""
+        if not self.job_ids.fullmatch(job.job_id):
+            raise SpecError(f"tag job.id={job.job_id!r}: not a {self.name} job id")
+
     @abstractmethod
     def state(self, job: JobRef) -> str:
         """The job's state, in Slurm's words where they fit (ACTIVE ones while it may run)."""

@@ -97,7 +97,7 @@ def _launch(
                 print(target.render(request), flush=True)
         except BaseException:
             if vault and login:
-                vault.revoke(login.accessor)
+                vault.revoke(login.accessor, run_id)
             if not reuse_run:
                 runs.discard(run_id)
             raise
@@ -145,23 +145,66 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job(config: LabConfig, runs: Runs, run_id: str) -> tuple[Backend, JobRef]:
-    """The backend a run was submitted to and its job, from the run's tags."""
-    tags = runs.get(run_id).data.tags
-    if "labstack.backend" not in tags or "job.id" not in tags:
+def job_of(config: LabConfig, run_id: str, tags: dict[str, str]) -> tuple[Backend, JobRef]:
+    """The backend a run was submitted to and its job, from the run's tags, each checked as
+    `submit` checks its options: jobs may edit their run's tags (the MLflow user they share)."""
+    spec.check_run_id(run_id)
+    name = tags.get("labstack.backend", "")
+    if not name or "job.id" not in tags:
         raise spec.SpecError(
             f"run {run_id} was not submitted by labstack (no labstack.backend/job.id tags)"
         )
-    target = backend(tags["labstack.backend"], config, spec.Resources.from_tags(tags))
-    return target, JobRef(tags["job.id"], run_id, tags.get("labstack.run_dir", ""))
+    try:
+        if name not in NAMES:
+            raise spec.SpecError(f"tag labstack.backend={name!r}: one of {', '.join(NAMES)}")
+        job_name = spec.check_job_name(tags.get("labstack.job_name", ""), "tag labstack.job_name")
+        target = backend(name, config, spec.Resources.from_tags(tags))
+        job = JobRef(tags["job.id"], run_id, target.run_dir(run_id))
+        target.check_job(job, job_name)
+    except spec.SpecError as exc:
+        raise spec.SpecError(
+            f"run {run_id}: {exc}; its tags were changed since submission"
+        ) from None
+    return target, job
+
+
+def _job(config: LabConfig, runs: Runs, run_id: str) -> tuple[Backend, JobRef]:
+    return job_of(config, run_id, runs.get(spec.check_run_id(run_id)).data.tags)
+
+
+def _tagged_args(run_id: str, tags: dict[str, str]) -> dict[str, str]:
+    """The training arguments a run was submitted with (its labstack.args tag)."""
+    try:
+        point = json.loads(tags["labstack.args"])
+    except ValueError:
+        point = None
+    if not isinstance(point, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in point.items()
+    ):
+        raise spec.SpecError(
+            f"run {run_id}: tag labstack.args is not a JSON object of strings; "
+            "its tags were changed since submission"
+        )
+    return point
+
+
+def _tagged_env_path(run_id: str, tags: dict[str, str]) -> str:
+    """The workload environment a run ran in (its env.path tag; "" where it has none)."""
+    env_path = tags.get("env.path", "")
+    if env_path and not spec.ENV_PATH.fullmatch(env_path):
+        raise spec.SpecError(
+            f"run {run_id}: tag env.path={env_path!r} is not an absolute path of letters, "
+            "digits and _.+-/; its tags were changed since submission"
+        )
+    return env_path
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = load(args.config)
     runs = Runs(config)
     for run_id in args.run_ids:
-        run = runs.get(run_id)
         target, job = _job(config, runs, run_id)
+        run = runs.get(run_id)
         history = runs.client.get_metric_history(run_id, "train.loss")
         step = max((m.step for m in history), default=0)
         print(
@@ -199,7 +242,7 @@ def _end(args: argparse.Namespace, graceful: bool) -> int:
             runs.terminate(run_id, "KILLED")  # the job never started, or was killed hard
         accessor = runs.get(run_id).data.tags.get("labstack.login_accessor", "")
         if accessor:
-            Vault(config).revoke(accessor)
+            Vault(config).revoke(accessor, run_id)
         print(f"run {run_id}: job {job.job_id} {final}, run {runs.get(run_id).info.status}")
     return 0
 
@@ -209,26 +252,27 @@ def cmd_relaunch(args: argparse.Namespace) -> int:
     a finished one is reproduced as a new run tagged labstack.relaunch_of."""
     config = load(args.config)
     runs = Runs(config)
-    run = runs.get(args.run_id)
+    run = runs.get(spec.check_run_id(args.run_id))
     tags = run.data.tags
     if "labstack.args" not in tags:
         raise spec.SpecError(
             f"run {args.run_id} was not submitted by labstack: nothing to relaunch"
         )
-    target, job = _job(config, runs, args.run_id)
+    target, job = job_of(config, args.run_id, tags)
+    point = _tagged_args(args.run_id, tags)
+    env_path = _tagged_env_path(args.run_id, tags)
     if run.info.status not in TERMINAL and target.active(job):
         raise spec.SpecError(
             f"run {args.run_id} still has job {job.job_id} {target.state(job)}: "
             "stop or cancel it first"
         )
-    build = target.prepare(env_path=tags.get("env.path", ""))
+    build = target.prepare(env_path=env_path)
     where = tags.get("env.path") or tags.get("env.image") or "this checkout"
     if build.get("git.commit") != tags.get("git.commit"):
         raise spec.SpecError(
             f"run {args.run_id} ran commit {tags.get('git.commit')}, but {where} "
             f"holds {build.get('git.commit')}: cannot relaunch it exactly"
         )
-    point = json.loads(tags["labstack.args"])
     plans = [_plan(tags["labstack.job_name"], point)]
     if run.info.status == "FINISHED":
         _launch(config, target, build, plans, extra_tags={"labstack.relaunch_of": args.run_id})

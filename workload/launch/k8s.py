@@ -128,9 +128,10 @@ def _run(what: str, argv: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def job_name(job: JobRequest) -> str:
-    """The Job of this run: distinct per run, stable for it (see _NAME_PREFIX)."""
-    return f"{job.job_name[:_NAME_PREFIX].rstrip('-')}-{job.run_id[:8]}"
+def job_name_for(name: str, run_id: str) -> str:
+    """The Job of run RUN_ID, whose job name is NAME: distinct per run, stable for it
+    (see _NAME_PREFIX)."""
+    return f"{name[:_NAME_PREFIX].rstrip('-')}-{run_id[:8]}"
 
 
 def render(config: LabConfig, name: str, chart_values: dict) -> str:
@@ -271,13 +272,18 @@ class Kubernetes(Backend):
         chart_values = values(
             self.config, self.resources, job.run_id, job.experiment, job.git_commit, job.argv
         )
-        return render(self.config, job_name(job), chart_values)
+        return render(self.config, job_name_for(job.job_name, job.run_id), chart_values)
 
     def job_id(self, job: JobRequest) -> str:
-        return job_name(job)
+        return job_name_for(job.job_name, job.run_id)
+
+    def check_job(self, job: JobRef, job_name: str) -> None:
+        """The Job `cancel` deletes and `logs` reads is the one this run's names give."""
+        if job.job_id != (own := job_name_for(job_name, job.run_id)):
+            raise SpecError(f"tag job.id={job.job_id!r}: not the Job of this run ({own})")
 
     def submit(self, job: JobRequest, approle: str) -> str:
-        name = job_name(job)
+        name = self.job_id(job)
         existing = _job(self.config, name)
         if existing is not None:
             # The run's own earlier Job (relaunch of a stopped run): it must have ended.

@@ -10,10 +10,14 @@ import sys
 from pathlib import Path
 
 from workload.launch.backend import Backend, JobRef, JobRequest, LogCursor
+from workload.launch.spec import SpecError
 
 
 class Local(Backend):
-    """A detached process; its process id is the job id, its files are in [local] runs_dir/RUN."""
+    """A detached process; its process id is the job id, its files are in [local] runs_dir/RUN.
+
+    The run's job.pid holds the process id and its start time: `stop` signals the
+    process only while that pid is still the run's process (not another that reuses it)."""
 
     name = "local"
 
@@ -73,14 +77,33 @@ class Local(Backend):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        (directory / "job.pid").write_text(f"{process.pid} {started(process.pid)}\n")
         return str(process.pid)
 
+    def _started(self, job: JobRef) -> str:
+        """The start time job.pid recorded for JOB's process ("" without a job.pid)."""
+        try:
+            pid, start = (Path(self.run_dir(job.run_id)) / "job.pid").read_text().split()
+        except (OSError, ValueError):
+            return ""
+        if pid != job.job_id:
+            raise SpecError(f"tag job.id={job.job_id!r}: the run's process is {pid} (its job.pid)")
+        return start
+
+    def check_job(self, job: JobRef, job_name: str) -> None:
+        super().check_job(job, job_name)
+        self._started(job)
+
+    def _running(self, job: JobRef) -> bool:
+        start = self._started(job)
+        return bool(start) and started(int(job.job_id)) == start
+
     def state(self, job: JobRef) -> str:
-        return "RUNNING" if alive(job.job_id) else "ENDED"
+        return "RUNNING" if self._running(job) else "ENDED"
 
     def stop(self, job: JobRef, graceful: bool) -> None:
         (Path(self.run_dir(job.run_id)) / "STOP").touch()
-        if alive(job.job_id):
+        if self._running(job):
             os.kill(int(job.job_id), signal.SIGUSR1 if graceful else signal.SIGTERM)
 
     def log(self, job: JobRef, cursor: LogCursor) -> bytes:
@@ -92,9 +115,11 @@ class Local(Backend):
             return cursor.moved(log.read())
 
 
-def alive(job_id: str) -> bool:
+def started(pid: int) -> str:
+    """The start time of process PID (clock ticks after boot, /proc/PID/stat's 22nd field);
+    "" when no such process runs (none, or a zombie)."""
     try:
-        status = Path(f"/proc/{int(job_id)}/stat").read_text().split(") ", 1)[1][0]
-    except (OSError, ValueError, IndexError):
-        return False
-    return status not in ("Z", "X")
+        state, *fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return "" if state in ("Z", "X") else fields[18]

@@ -12,7 +12,7 @@ from string import Template
 
 from workload.launch.backend import Backend, JobRef, JobRequest, LogCursor
 from workload.launch.config import LabConfig
-from workload.launch.spec import Resources, SpecError
+from workload.launch.spec import ENV_PATH, Resources, SpecError, check_run_id
 
 # The template ships in the repository's slurm/ and, in a wheel, beside this module.
 _TEMPLATES = [
@@ -145,6 +145,11 @@ def environment(login: Login, path: str) -> tuple[str, dict[str, str]]:
             f"(deploy playbooks/workload.yml): {exc}"
         ) from None
     real, _, info = out.partition("\n")
+    if not ENV_PATH.fullmatch(real.strip()):
+        raise ClusterError(
+            f"workload environment {path} is {real.strip()!r}: the batch script takes an "
+            "absolute path of letters, digits and _.+-/ only"
+        )
     return real.strip(), {k: str(v) for k, v in json.loads(info).items()}
 
 
@@ -153,6 +158,19 @@ def template() -> Template:
         if path.is_file():
             return Template(path.read_text(encoding="utf-8"))
     raise FileNotFoundError(f"sbatch template not found in {_TEMPLATES}")
+
+
+# What a value on an #SBATCH line may hold: a newline would end the line and
+# start a command (and end the #SBATCH block: Slurm reads none after it).
+_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.:/@%=+,-]+")
+
+
+def _sbatch_value(what: str, value: str) -> str:
+    if not _SBATCH_VALUE.fullmatch(value):
+        raise SpecError(
+            f"{what} {value!r} cannot go on an #SBATCH line: letters, digits and _.:/@%=+,- only"
+        )
+    return value
 
 
 def render(
@@ -165,25 +183,28 @@ def render(
     git_commit: str,
     train_argv: list[str],
 ) -> str:
-    run_dir = f"{config.slurm.runs_dir}/{run_id}"
-    directives = [f"#SBATCH --partition={partition}"]
+    """The batch script: every value on an #SBATCH line checked, every one in a command quoted."""
+    resources.validate()
+    run_id = check_run_id(run_id)
+    run_dir = _sbatch_value("[slurm] runs_dir", f"{config.slurm.runs_dir}/{run_id}")
+    directives = [f"#SBATCH --partition={_sbatch_value('--partition', partition)}"]
     if resources.gpus:
         directives.append(f"#SBATCH --gres=gpu:{resources.gpus}")
     if resources.account:
         directives.append(f"#SBATCH --account={resources.account}")
-    launcher = ""
+    command = []
     if config.slurm.sif:
         binds = ",".join([config.slurm.runs_dir, config.slurm.data_path, config.slurm.scratch])
-        nv = "--nv " if resources.gpus else ""
-        launcher = f"apptainer exec {nv}--containall --bind {binds} {config.slurm.sif} "
-        python = "python"
+        nv = ["--nv"] if resources.gpus else []
+        command = ["apptainer", "exec", *nv, "--containall", "--bind", binds, config.slurm.sif]
+        command.append("python")
     else:
-        python = f"{env_path}/bin/python"
+        command.append(f"{env_path}/bin/python")
     jobs = config.jobs
     return template().substitute(
         run_id=run_id,
         run_dir=run_dir,
-        job_name=job_name,
+        job_name=_sbatch_value("job name", job_name),
         nodes=resources.nodes,
         tasks_per_node=resources.tasks_per_node,
         cpus=whole_cpus(resources),
@@ -191,6 +212,7 @@ def render(
         time=resources.time,
         grace_seconds=config.slurm.grace_seconds,
         directives="\n".join(directives),
+        run_dir_sh=shlex.quote(run_dir),
         mlflow_uri=shlex.quote(jobs.mlflow_uri),
         s3_endpoint=shlex.quote(jobs.s3_endpoint),
         openbao_addr=shlex.quote(jobs.openbao_addr),
@@ -199,8 +221,7 @@ def render(
         git_commit=shlex.quote(git_commit),
         data_path=shlex.quote(config.slurm.data_path),
         scratch=shlex.quote(config.slurm.scratch),
-        launcher=launcher,
-        python=python,
+        command=shlex.join(command),
         train_args=shlex.join(train_argv),
     )
 
@@ -223,9 +244,25 @@ def state(login: Login, job_id: str) -> str:
     return out.splitlines()[-1].split()[0] if out else "UNKNOWN"
 
 
+def queued(login: Login, run_dir: str, job_id: str) -> bool:
+    """Whether job JOB_ID is still in Slurm's queue; ClusterError when it is another run's
+    (its working directory is not RUN_DIR): the id comes from a tag jobs can edit."""
+    out = login.run(["squeue", "-h", "-j", job_id, "-o", "%Z"], check=False).strip()
+    if not out:
+        return False
+    if out.splitlines()[0] != run_dir:
+        raise ClusterError(
+            f"job {job_id} works in {out.splitlines()[0]}, not in {run_dir}: it is not this "
+            "run's job (the run's job.id tag was changed since submission)"
+        )
+    return True
+
+
 def stop(login: Login, run_dir: str, job_id: str) -> None:
     """Graceful: mark STOP (no requeue), USR1 to the batch shell (checkpoint and exit)."""
     login.run(["touch", f"{run_dir}/STOP"])
+    if not queued(login, run_dir, job_id):
+        return
     if state(login, job_id) == "PENDING":
         login.run(["scancel", job_id])
     else:
@@ -234,7 +271,8 @@ def stop(login: Login, run_dir: str, job_id: str) -> None:
 
 def cancel(login: Login, run_dir: str, job_id: str) -> None:
     login.run(["touch", f"{run_dir}/STOP"])
-    login.run(["scancel", job_id])
+    if queued(login, run_dir, job_id):
+        login.run(["scancel", job_id])
 
 
 def log_bytes(login: Login, run_dir: str, job_id: str, offset: int = 0) -> bytes:

@@ -11,11 +11,18 @@ from typing import Any
 
 from workload.config import TrainConfig, parse, parser
 
-_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
-_MEMORY = re.compile(r"^\d+[KMGT]?$")
+# Every pattern is matched whole (fullmatch): `$` alone would let a trailing newline through.
+_TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}")
+_MEMORY = re.compile(r"\d+[KMGT]?")
+# Slurm's account and partition names.
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 # Kubernetes: helm's release names have at most 53 characters.
 JOB_NAME_MAX = 52
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+_JOB_NAME = re.compile(rf"[a-z0-9]([a-z0-9-]{{0,{JOB_NAME_MAX - 2}}}[a-z0-9])?")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+# A workload environment's path on the cluster (it is rendered into the batch script).
+ENV_PATH = re.compile(r"/[A-Za-z0-9_.+/-]*")
 
 
 class SpecError(ValueError):
@@ -39,10 +46,15 @@ class Resources:
             raise SpecError(f"--gpus {self.gpus}: not negative")
         if not self.cpus > 0:
             raise SpecError(f"--cpus {self.cpus:g}: more than 0")
-        if not _MEMORY.match(self.memory):
+        if not _MEMORY.fullmatch(self.memory):
             raise SpecError(f"--memory {self.memory!r}: a size like 4G or 512M")
-        if not _TIME.match(self.time):
+        if not _TIME.fullmatch(self.time):
             raise SpecError(f"--time {self.time!r}: Slurm's [D-]HH:MM:SS, e.g. 02:00:00")
+        for option, value in (("--partition", self.partition), ("--account", self.account)):
+            if value and not _SLURM_NAME.fullmatch(value):
+                raise SpecError(
+                    f"{option} {value!r}: letters, digits, '_', '.' and '-', at most 64"
+                )
 
     @property
     def tasks_per_node(self) -> int:
@@ -57,13 +69,24 @@ class Resources:
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Resources:
-        """The resources a run was submitted with (its `resources.*` tags)."""
+        """The resources a run was submitted with (its `resources.*` tags), validated as
+        `submit` validates its options: jobs may edit their run's tags."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             if (value := tags.get(f"resources.{f.name}")) is not None:
                 kind = {"int": int, "float": float}.get(str(f.type), str)
-                values[f.name] = kind(value)
-        return cls(**values)
+                try:
+                    values[f.name] = kind(value)
+                except ValueError:
+                    raise SpecError(
+                        f"tag resources.{f.name}={value!r}: not {kind.__name__}"
+                    ) from None
+        resources = cls(**values)
+        try:
+            resources.validate()
+        except SpecError as exc:
+            raise SpecError(f"resources.* tags: {exc}") from None
+        return resources
 
 
 def parse_pairs(option: str, pairs: list[str]) -> dict[str, str]:
@@ -139,8 +162,23 @@ def job_name(base: str, point: dict[str, str], axes: list[str]) -> str:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SpecError(
             f"--name {name!r}: lower-case letters, digits and '-', at most 40 characters"
         )
     return name
+
+
+def check_job_name(name: str, what: str = "job name") -> str:
+    """A job name as `job_name` makes them (WHAT: where it comes from)."""
+    if not _JOB_NAME.fullmatch(name):
+        raise SpecError(
+            f"{what} {name!r}: lower-case letters, digits and '-', at most {JOB_NAME_MAX}"
+        )
+    return name
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id):
+        raise SpecError(f"run id {run_id!r}: 32 hexadecimal digits, as MLflow makes them")
+    return run_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import hvac
@@ -44,11 +45,18 @@ class Vault:
         self.ttl = config.jobs.secret_ttl
         self.client = hvac.Client(url=self.addr, token=token, verify=config.client.ca_file or True)
 
-    def _post(self, path: str, payload: dict[str, object]) -> dict:
+    def _post(self, path: str, payload: Mapping[str, object], missing_ok: bool = False) -> dict:
+        """OpenBao's answer; with MISSING_OK, {} where what PAYLOAD names does not exist."""
         try:
             answer = self.client.adapter.post(
                 f"/v1/auth/approle/role/{self.role}/{path}", json=payload
             )
+        except (hvac_errors.InvalidPath, hvac_errors.InvalidRequest):
+            if missing_ok:
+                return {}
+            raise VaultError(
+                f"OpenBao at {self.addr} refused {path} of AppRole {self.role}"
+            ) from None
         except hvac_errors.Forbidden:
             raise VaultError(
                 f"OpenBao at {self.addr} refused {path} of AppRole {self.role}: "
@@ -85,6 +93,19 @@ class Vault:
         )["data"]
         return JobLogin(role_id, data["secret_id"], data["secret_id_accessor"])
 
-    def revoke(self, accessor: str) -> None:
-        if accessor:
-            self._post("secret-id-accessor/destroy", {"secret_id_accessor": accessor})
+    def revoke(self, accessor: str, run_id: str) -> None:
+        """Destroy the secret id behind ACCESSOR, which must be RUN_ID's (its metadata says
+        so): the accessor comes from the run's tags, which jobs can edit."""
+        if not accessor:
+            return
+        payload = {"secret_id_accessor": accessor}
+        found = self._post("secret-id-accessor/lookup", payload, missing_ok=True).get("data")
+        if not found:
+            return  # gone already: expired, or destroyed by an earlier stop
+        owner = (found.get("metadata") or {}).get("mlflow_run_id")
+        if owner != run_id:
+            raise VaultError(
+                f"run {run_id}: tag labstack.login_accessor names the OpenBao login of "
+                f"another run ({owner}); its tags were changed since submission"
+            )
+        self._post("secret-id-accessor/destroy", payload)

