@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import hvac
+from hvac import exceptions as hvac_errors
 from mlflow.tracking.request_auth.abstract_request_auth_provider import RequestAuthProvider
 from requests.auth import HTTPBasicAuth
 
@@ -114,6 +117,23 @@ def _read_k8s_token(path: Path) -> str:
     return token
 
 
+# Logins of one secret id at once (the ranks of a job): each takes one of its
+# limited uses, and OpenBao refuses all but one of the concurrent updates
+# ("transaction commit failed", HTTP 500); a retry succeeds.
+_LOGIN_ATTEMPTS = 6
+
+
+def _approle_login(client: hvac.Client, role_id: str, secret_id: str, mount: str) -> None:
+    for attempt in range(_LOGIN_ATTEMPTS):
+        try:
+            client.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=mount)
+            return
+        except hvac_errors.InternalServerError as exc:
+            if "transaction commit failed" not in str(exc) or attempt == _LOGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
+
+
 def fetch_from_openbao(
     env: MutableMapping[str, str] | None = None, into: dict[str, str] | None = None
 ) -> list[str]:
@@ -145,11 +165,7 @@ def fetch_from_openbao(
                 mount_point=env.get("BAO_K8S_MOUNT", "kubernetes"),
             )
         elif role_id and secret_id:
-            client.auth.approle.login(
-                role_id=role_id,
-                secret_id=secret_id,
-                mount_point=env.get("BAO_APPROLE_MOUNT", "approle"),
-            )
+            _approle_login(client, role_id, secret_id, env.get("BAO_APPROLE_MOUNT", "approle"))
         else:
             raise CredentialError(
                 f"BAO_ADDR={addr} is set but none of BAO_TOKEN, BAO_K8S_ROLE, "

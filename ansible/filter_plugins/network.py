@@ -17,6 +17,23 @@ def labstack_nth_address(network: str, index: int) -> str:
     return str(net.network_address + index)
 
 
+def labstack_cidr_errors(cidrs: Any, variable: str) -> list[str]:
+    """What is wrong with VARIABLE, a list of networks (ADDRESS/PREFIX) that must not be
+    empty: [] when nothing is."""
+    if not isinstance(cidrs, list) or not cidrs:
+        return [f"{variable} must list one network or more (ADDRESS/PREFIX), got {cidrs!r}"]
+    errors = []
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError as exc:
+            errors.append(f"{variable}: {cidr!r} is not a network ({exc})")
+    return errors
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"labstack_nth_address": labstack_nth_address}
+        return {
+            "labstack_nth_address": labstack_nth_address,
+            "labstack_cidr_errors": labstack_cidr_errors,
+        }

@@ -4,6 +4,7 @@ process list."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -48,11 +49,15 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     env["LABSTACK_CONFIG"] = str(tmp_path / "labstack.toml")
     args = ["subset=128", "batch_size=16", "max_steps=16", "checkpoint_every_steps=8"]
     args += ["device=cpu", "experiment=e2e-local"]
-    # The `git` the job runs for its provenance tags, after it fetched its credentials:
-    # it records the environment every child process of the job inherits.
+    # Every `git` run (the job runs one for its provenance tags, after it fetched its
+    # credentials) records its environment, the one every child process of the job gets.
     observer, observed = tmp_path / "bin" / "git", tmp_path / "git-environ"
     observer.parent.mkdir()
-    observer.write_text(f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ >> {observed}\nexit 128\n')
+    observed.mkdir()
+    real_git = shutil.which("git")
+    observer.write_text(
+        f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ > {observed}/$$\nexec {real_git} "$@"\n'
+    )
     observer.chmod(0o755)
     env["PATH"] = f"{observer.parent}:{env['PATH']}"
 
@@ -85,9 +90,10 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     # The job got its credentials from OpenBao, not from the launcher's environment, and
     # keeps them in memory: its children inherit none (/proc/PID/environ shows only what
     # the process started with, the child's environment also what was set since).
-    child = observed.read_text()
+    children = [f.read_text() for f in observed.iterdir()]
+    child = "".join(c for c in children if f"MLFLOW_RUN_ID={job.run_id}" in c)
     assert "BAO_APPROLE_FILE=" in environ
-    assert "MLFLOW_TRACKING_AUTH=labstack" in child, "git ran before the fetch, or not at all"
+    assert "MLFLOW_TRACKING_AUTH=labstack" in child, "the job ran git before the fetch, or none"
     for name in ("BAO_TOKEN", "BAO_SECRET_ID", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert f"{name}=" not in environ
         assert f"{name}=" not in child

@@ -162,6 +162,9 @@ def test_stop_checkpoints_without_requeue_and_relaunch_resumes() -> None:
     assert run.data.tags["labstack.ended_by"] == "stop"
     log = on_head("cat", f"/shared/labstack/runs/{job.run_id}/slurm-{job.job_id}.out")
     assert "stopped by labstack stop" in log
+    # Stopped, not requeued: the job took its login with it.
+    gone = on_head("ls", f"/shared/labstack/runs/{job.run_id}/approle.json")
+    assert "No such file or directory" in gone, gone
 
     again = submitted(labstack("relaunch", job.run_id))[0]
     assert again.run_id == job.run_id

@@ -3,6 +3,7 @@ anonymous access, OpenBao's AppRole for jobs."""
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from tests.inventory import hosts
+from tests.inventory import hosts, hostvars
 from tests.services import ca_file, credentials, endpoint
 
 
@@ -205,6 +206,44 @@ def test_launcher_login_makes_job_logins_and_reads_no_secret() -> None:
             launcher.secrets.kv.v2.read_secret_version(path, raise_on_deleted_version=True)
     with pytest.raises(hvac.exceptions.Forbidden):
         launcher.auth.approle.generate_secret_id("other-role")
+
+
+def test_job_logins_are_capped_and_bound_by_openbao() -> None:
+    """The launcher asks for each job's login (a secret id of AppRole jobs) as it likes;
+    OpenBao caps it: none without expiry or longer than openbao_jobs_secret_id_ttl, none
+    with unlimited uses or more than the cap, none used beyond its uses, none from outside
+    the lab's networks (openbao_jobs_bound_cidrs, the sandbox's subnet)."""
+    root = _bao(credentials()["openbao_root_token"])
+    role = root.auth.approle.read_role("jobs")["data"]
+    subnet = hostvars("head")["sandbox_subnet"]
+    assert role["secret_id_bound_cidrs"] == role["token_bound_cidrs"] == [subnet]
+    launcher = _bao()
+    launcher.auth.userpass.login("launcher", credentials()["openbao_launcher_password"])
+    renewed = launcher.auth.token.renew_self(increment=10**7)["auth"]
+    assert 0 < renewed["lease_duration"] <= 28800, "the launcher's login outlives its max TTL"
+    new_login = "/v1/auth/approle/role/jobs/secret-id"
+    invalid, failed = hvac.exceptions.InvalidRequest, hvac.exceptions.InternalServerError
+    for asked, error, refused in [
+        ({"ttl": 0}, invalid, "ttl cannot be longer than the role's secret_id_ttl"),
+        ({"ttl": role["secret_id_ttl"] + 1}, invalid, "ttl cannot be longer than the role's"),
+        ({"num_uses": 0}, invalid, "num_uses cannot be higher than the role's secret_id_num_uses"),
+        ({"num_uses": role["secret_id_num_uses"] + 1}, invalid, "num_uses cannot be higher"),
+        # OpenBao answers 500 here, with the reason.
+        ({"cidr_list": ["10.9.9.0/24"]}, failed, "failed to verify subset relationship"),
+    ]:
+        with pytest.raises(error, match=refused):
+            launcher.adapter.post(new_login, json=asked)
+    role_id = launcher.adapter.get("/v1/auth/approle/role/jobs/role-id")["data"]["role_id"]
+    twice = launcher.adapter.post(new_login, json={"num_uses": 2})["data"]["secret_id"]
+    for _ in range(2):
+        assert _bao().auth.approle.login(role_id, twice, use_token=False)["auth"]
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
+        _bao().auth.approle.login(role_id, twice, use_token=False)
+    # Bound to one address of the lab's network that is not this machine's: refused here.
+    elsewhere = str(ipaddress.ip_network(subnet)[-2])
+    bound = launcher.adapter.post(new_login, json={"cidr_list": [f"{elsewhere}/32"]})
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="source address"):
+        _bao().auth.approle.login(role_id, bound["data"]["secret_id"], use_token=False)
 
 
 def test_jobs_mlflow_user_logs_in_and_cannot_administer() -> None:

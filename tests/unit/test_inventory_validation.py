@@ -55,6 +55,19 @@ def _missing_dbd_group(inventory: Path) -> None:
     _write_hosts(inventory, hosts)
 
 
+def _job_networks(value: str) -> Edit:
+    """An inventory whose openbao_jobs_bound_cidrs is VALUE (YAML)."""
+
+    def edit(inventory: Path) -> None:
+        main = inventory / "group_vars" / "all" / "main.yml"
+        text = main.read_text()
+        assert "\nopenbao_jobs_bound_cidrs:" in text
+        text = text.replace("\nopenbao_jobs_bound_cidrs:", "\n# was:")
+        main.write_text(f"{text}openbao_jobs_bound_cidrs: {value}\n")
+
+    return edit
+
+
 def _underscore_host(inventory: Path) -> None:
     hosts = _hosts(inventory)
     hosts["all"]["children"]["slurm_compute"]["hosts"]["gpu_3"] = None
@@ -173,6 +186,17 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
                 "kube_node host has all these labels in its kube_node_labels"
             ],
         ),
+        (
+            _job_networks("[]"),
+            ["openbao_jobs_bound_cidrs must list one network or more (ADDRESS/PREFIX), got []"],
+        ),
+        (
+            _job_networks("[10.1.2.3/8]"),
+            [
+                "openbao_jobs_bound_cidrs: '10.1.2.3/8' is not a network "
+                "(10.1.2.3/8 has host bits set)"
+            ],
+        ),
         (_underscore_host, ["invalid host name(s) gpu_3", "no underscores"]),
         (
             _misspelled_variable,
@@ -188,6 +212,8 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
         "pod-over-service-cidr",
         "kubernetes-v1.35",
         "node-selector-on-no-node",
+        "no-job-networks",
+        "bad-job-network",
         "underscore-host",
         "misspelled-var",
         "unknown-host-var",

@@ -40,7 +40,7 @@ class Jobs:
     secret_path: str = "labstack/jobs/workload"  # noqa: S105 (a path, not a secret)
     approle: str = "jobs"
     mlflow_user: str = "jobs"
-    secret_ttl: str = "48h"  # noqa: S105 (a lifetime)
+    secret_ttl: str = "48h"  # noqa: S105 (a lifetime; at most openbao_jobs_secret_id_ttl)
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,12 @@ class Vault:
             answer = self.client.adapter.post(
                 f"/v1/auth/approle/role/{self.role}/{path}", json=payload
             )
-        except (hvac_errors.InvalidPath, hvac_errors.InvalidRequest):
+        except (hvac_errors.InvalidPath, hvac_errors.InvalidRequest) as exc:
             if missing_ok:
                 return {}
+            reason = str(exc).split(", on ")[0]  # OpenBao's message, without the URL
             raise VaultError(
-                f"OpenBao at {self.addr} refused {path} of AppRole {self.role}"
+                f"OpenBao at {self.addr} refused {path} of AppRole {self.role}: {reason}"
             ) from None
         except hvac_errors.Forbidden:
             raise VaultError(
@@ -85,11 +86,12 @@ class Vault:
             ) from None
 
     def job_login(self, run_id: str) -> JobLogin:
-        """A secret id valid for `secret_ttl`, usable again after a requeue, tagged with the run."""
+        """A secret id valid for `secret_ttl`, tagged with the run. OpenBao caps its lifetime
+        and its logins (the role's secret_id_ttl and secret_id_num_uses: enough for every
+        rank of every attempt after a requeue) and the networks it works from."""
         role_id = self.check()
         data = self._post(
-            "secret-id",
-            {"metadata": json.dumps({"mlflow_run_id": run_id}), "ttl": self.ttl, "num_uses": 0},
+            "secret-id", {"metadata": json.dumps({"mlflow_run_id": run_id}), "ttl": self.ttl}
         )["data"]
         return JobLogin(role_id, data["secret_id"], data["secret_id_accessor"])
 

@@ -3,10 +3,12 @@ what a job does with them."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,20 +109,26 @@ def test_approle_file_readable_by_others_is_refused(
         fetch_from_openbao({"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(tmp_path / "missing")})
 
 
+def _launcher_vault(tmp_path: Path, addr: str, approle: str, secret_ttl: str) -> Vault:
+    """The launcher's OpenBao client (BAO_TOKEN from the environment) for APPROLE."""
+    config_file = tmp_path / "labstack.toml"
+    config_file.write_text(
+        f'[client]\nmlflow_uri = "http://127.0.0.1:1"\nopenbao_addr = "{addr}"\n'
+        '[jobs]\nmlflow_uri = "http://head:5000"\nopenbao_addr = "http://head:8200"\n'
+        f's3_endpoint = "http://storage:9000"\napprole = "{approle}"\n'
+        f'secret_ttl = "{secret_ttl}"\n'
+    )
+    return Vault(load(config_file))
+
+
 def test_stop_revokes_only_the_login_of_its_own_run(
     openbao: tuple[str, hvac.Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job edits its run's labstack.login_accessor tag to another run's accessor: the
     launcher's revoke refuses it, and the other run's login still works."""
     addr, admin = openbao
-    config_file = tmp_path / "labstack.toml"
-    config_file.write_text(
-        f'[client]\nmlflow_uri = "http://127.0.0.1:1"\nopenbao_addr = "{addr}"\n'
-        '[jobs]\nmlflow_uri = "http://head:5000"\nopenbao_addr = "http://head:8200"\n'
-        's3_endpoint = "http://storage:9000"\napprole = "workload"\nsecret_ttl = "1h"\n'
-    )
     monkeypatch.setenv("BAO_TOKEN", admin.token)
-    vault = Vault(load(config_file))
+    vault = _launcher_vault(tmp_path, addr, "workload", "1h")
     victim, attacker = "a" * 32, "b" * 32
     login = vault.job_login(victim)
     with pytest.raises(VaultError, match=f"another run \\({victim}\\)"):
@@ -186,3 +194,53 @@ def test_mlflow_logs_in_with_the_fetched_login(monkeypatch: pytest.MonkeyPatch) 
     auth = fetch_auth("labstack")
     assert isinstance(auth, HTTPBasicAuth)
     assert (auth.username, auth.password) == ("jobs", "fetched-password")
+
+
+def test_a_job_login_longer_than_openbao_allows_is_refused_with_its_reason(
+    openbao: tuple[str, hvac.Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr, admin = openbao
+    admin.auth.approle.create_or_update_approle(
+        "capped", token_policies=["workload"], secret_id_ttl=3600, secret_id_num_uses=8
+    )
+    monkeypatch.setenv("BAO_TOKEN", admin.token)
+    with pytest.raises(
+        VaultError, match="refused secret-id of AppRole capped: ttl cannot be longer than"
+    ):
+        _launcher_vault(tmp_path, addr, "capped", "2h").job_login("a" * 32)
+    login = _launcher_vault(tmp_path, addr, "capped", "1h").job_login("a" * 32)
+    looked = admin.adapter.post(
+        "/v1/auth/approle/role/capped/secret-id-accessor/lookup",
+        json={"secret_id_accessor": login.accessor},
+    )["data"]
+    assert looked["secret_id_num_uses"] == 8, "the role's cap, not unlimited"
+
+
+def test_the_ranks_of_a_job_log_in_at_once_with_one_limited_secret_id(
+    openbao: tuple[str, hvac.Client], tmp_path: Path
+) -> None:
+    """Each login takes one of the secret id's uses; OpenBao refuses all but one of the
+    concurrent updates (HTTP 500, "transaction commit failed"): every rank still logs in."""
+    addr, admin = openbao
+    admin.auth.approle.create_or_update_approle(
+        "ranks", token_policies=["workload"], secret_id_num_uses=64
+    )
+    role_id = admin.auth.approle.read_role_id("ranks")["data"]["role_id"]
+    secret_id = admin.auth.approle.generate_secret_id("ranks")["data"]["secret_id"]
+    path = tmp_path / "approle.json"
+    path.write_text(json.dumps({"role_id": role_id, "secret_id": secret_id}))
+    path.chmod(0o600)
+    failures: list[str] = []
+
+    def rank() -> None:
+        try:
+            fetch_from_openbao({"BAO_ADDR": addr, "BAO_APPROLE_FILE": str(path)}, {})
+        except CredentialError as exc:
+            failures.append(str(exc))
+
+    ranks = [threading.Thread(target=rank) for _ in range(32)]
+    for thread in ranks:
+        thread.start()
+    for thread in ranks:
+        thread.join()
+    assert not failures
