@@ -257,6 +257,8 @@ def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
         (["--args", "max_steps=many"], "invalid int value: 'many'"),
         (["--sweep", "lr=0.1,0.1"], "expected distinct, non-empty values"),
         (["--time", "forever"], "--time 'forever'"),
+        (["--account", "nosuch"], "--account 'nosuch' is not an account of the cluster's"),
+        (["--account", "ml;id"], "--account 'ml;id': letters, digits"),
     ],
 )
 def test_bad_requests_are_refused_before_any_run(

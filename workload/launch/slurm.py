@@ -131,6 +131,13 @@ def check_resources(login: Login, resources: Resources) -> Partition:
             f"--cpus {resources.cpus:g} x {resources.tasks_per_node} tasks: no node of partition "
             f"{part.name} has more than {part.max_cpus} CPUs"
         )
+    if resources.account:
+        accounts = ["sacctmgr", "-n", "-P", "show", "account", resources.account, "format=account"]
+        if resources.account not in login.run(accounts).split():
+            raise SpecError(
+                f"--account {resources.account!r} is not an account of the cluster's "
+                "accounting (sacctmgr show account)"
+            )
     return part
 
 
