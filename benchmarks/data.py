@@ -32,7 +32,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         with minio_server(minio_binary(), tmp / "minio") as minio:
             client = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
-            ensure_bucket(client, "datasets")
+            ensure_bucket(client, "datasets", versioned=True)
             src = tmp / "src"
             src.mkdir()
             for k in range(FILES):

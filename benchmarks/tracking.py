@@ -42,7 +42,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         with minio_server(minio_binary(), tmp / "minio") as minio:
             s3 = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
-            ensure_bucket(s3, "mlflow")
+            ensure_bucket(s3, "mlflow", versioned=False)
             with mlflow_server(minio, tmp, "mlflow") as url:
                 client = MlflowClient(url)
                 experiment = client.create_experiment("bench")

@@ -106,9 +106,12 @@ def check_access(client: Any, bucket: str) -> None:
         raise S3AccessError(f"S3 endpoint {endpoint} is unreachable") from None
 
 
-def ensure_bucket(client: Any, bucket: str) -> None:
-    """Create `bucket` if it does not exist yet."""
+def ensure_bucket(client: Any, bucket: str, *, versioned: bool) -> None:
+    """Create `bucket` if it does not exist yet, with versioning on if VERSIONED (dataset
+    versions pin their objects' versions)."""
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError:
         client.create_bucket(Bucket=bucket)
+    if versioned:
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})

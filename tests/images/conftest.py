@@ -81,5 +81,5 @@ def minio(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A throwaway MinIO on this host (the image tests need no sandbox)."""
     with minio_server(str(minio_binary), tmp_path_factory.mktemp("minio")) as server:
         client = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
-        ensure_bucket(client, "datasets")
+        ensure_bucket(client, "datasets", versioned=True)
         yield server

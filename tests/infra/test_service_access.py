@@ -7,6 +7,7 @@ import ipaddress
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -14,11 +15,14 @@ import mlflow
 import pytest
 import requests
 import urllib3
+from botocore.exceptions import ClientError
 from minio import Minio
 from minio.error import S3Error
 
 from tests.inventory import hosts, hostvars
 from tests.services import ca_file, credentials, endpoint
+from workload.data import DatasetCache, publish
+from workload.s3 import S3Settings, make_client
 
 
 def _mlflow_url() -> str:
@@ -158,6 +162,37 @@ def test_curator_cannot_touch_mlflow() -> None:
     import io
 
     _denied(lambda: _user("curator").put_object("mlflow", "x", io.BytesIO(b"x"), 1))
+
+
+def test_a_published_dataset_version_cannot_be_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The curator publishes a version, then tries what its PutObject allows: overwrite an
+    object and the manifest. Jobs still read the published bytes; the curator cannot
+    delete the pinned object version (nor hide it behind a delete marker)."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file()))
+    url = f"https://{endpoint(hosts('storage')[0], 9000)}"
+
+    def client(user: str) -> Any:
+        return make_client(S3Settings(url, user, credentials()[f"minio_{user}_secret_key"]))
+
+    curator = client("curator")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.bin").write_bytes(b"published bytes")
+    version = uuid.uuid4().hex
+    published = publish(curator, tmp_path / "src", "infra-test", version)
+    key = f"infra-test/{version}/a.bin"
+    curator.put_object(Bucket="datasets", Key=key, Body=b"overwritten")
+    curator.put_object(Bucket="datasets", Key=f"infra-test/{version}/MANIFEST.json", Body=b"{}")
+    for version_id in (published.files[0].version_id, None):  # the version, or a delete marker
+        pinned = {"VersionId": version_id} if version_id else {}
+        with pytest.raises(ClientError, match="AccessDenied"):
+            curator.delete_object(Bucket="datasets", Key=key, **pinned)
+
+    reader = DatasetCache(client("jobs"), "infra-test", version, local_root=tmp_path / "cache")
+    assert reader.manifest() == published
+    path, _ = reader.fetch()
+    assert (path / "a.bin").read_bytes() == b"published bytes"
 
 
 # -------------------------------------------------------------------- OpenBao

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     client = make_client(S3Settings.from_env())
     if args.command == "publish":
         if args.create_bucket:
-            ensure_bucket(client, args.bucket)
+            ensure_bucket(client, args.bucket, versioned=True)
         check_access(client, args.bucket)
         manifest = publish(client, args.source, args.name, args.version, bucket=args.bucket)
         print(

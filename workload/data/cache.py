@@ -4,7 +4,7 @@ Layout of each cache level (`DATA_PATH`, shared between nodes; `DATA_EPHEMERAL_P
 node-local scratch), for dataset NAME version VERSION:
 
     NAME/VERSION/...                   the files, exactly as published
-    NAME/VERSION.manifest.json         the manifest (versions are immutable)
+    NAME/VERSION.manifest.json         a copy of the published manifest (checked each fetch)
     NAME/VERSION.verified.json         stat() of each file when its hash last matched
     NAME/VERSION.lock                  flock: one process per level fills a version
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -33,7 +34,9 @@ from threading import Lock
 from typing import Any, Literal
 
 from workload.data.manifest import CHUNK, MANIFEST_NAME, FileEntry, Manifest, ManifestError
-from workload.data.publish import version_prefix
+from workload.data.publish import manifest_versions, version_prefix
+
+_log = logging.getLogger(__name__)
 
 Verify = Literal["stat", "full"]
 
@@ -207,24 +210,40 @@ class DatasetCache:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def manifest(self) -> Manifest:
-        """The version's manifest: from the nearest cache level, else from S3 (then cached)."""
-        for level in self.levels:
-            if level.manifest_path.exists():
-                return Manifest.from_json(
-                    level.manifest_path.read_bytes(), str(level.manifest_path)
-                )
+        """The version's published manifest (the first version of its MANIFEST.json in
+        S3), asked of S3 every time: a cache level's copy is replaced when it differs
+        (the shared level is writable by every job, so its copy proves nothing)."""
         key = self.prefix + MANIFEST_NAME
-        try:
-            raw = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            raise ManifestError(f"{self.uri} is not published (no {MANIFEST_NAME})") from None
+        published = manifest_versions(self.client, self.bucket, self.name, self.version)
+        if not published:
+            raise ManifestError(f"{self.uri} is not published (no {MANIFEST_NAME})")
+        if len(published) > 1:
+            _log.warning(
+                "s3://%s/%s was written %d times since it was published; using the first",
+                self.bucket, key, len(published),
+            )  # fmt: skip
+        raw = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=published[0])[
+            "Body"
+        ].read()
         manifest = Manifest.from_json(raw, f"s3://{self.bucket}/{key}")
         if (manifest.name, manifest.version) != (self.name, self.version):
             raise ManifestError(
                 f"s3://{self.bucket}/{key} describes {manifest.name}/{manifest.version}"
             )
         for level in self.levels:
-            _write_atomically(level.manifest_path, raw)
+            try:
+                cached = level.manifest_path.read_bytes()
+            except FileNotFoundError:
+                cached = None
+            if cached != raw:
+                if cached is not None:  # tampered with: trust none of the level's stamps
+                    _log.warning(
+                        "%s differs from the published manifest: replaced, every file "
+                        "of the level is hashed again",
+                        level.manifest_path,
+                    )
+                    level.stamp_path.unlink(missing_ok=True)
+                _write_atomically(level.manifest_path, raw)
         return manifest
 
     def fetch(self) -> tuple[Path, FetchReport]:
@@ -274,7 +293,8 @@ class DatasetCache:
 
     def _download(self, level: _Level, entry: FileEntry, report: FetchReport) -> None:
         key = self.prefix + entry.path
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        pinned = {"VersionId": entry.version_id} if entry.version_id else {}
+        body = self.client.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"]
 
         def fill(out: Any) -> None:
             for chunk in body.iter_chunks(CHUNK):

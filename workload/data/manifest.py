@@ -1,10 +1,12 @@
-"""The manifest of a dataset version: every file's relative path, size and sha256."""
+"""The manifest of a dataset version: every file's relative path, size, sha256 and,
+once published, its S3 VersionId (readers fetch exactly that object version, so
+a later write to the same key changes nothing they read)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -36,6 +38,7 @@ class FileEntry:
     path: str
     size: int
     sha256: str
+    version_id: str = ""  # "" in manifests published before versions were pinned
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,20 @@ class Manifest:
             raise ManifestError(f"{root}: no files to publish")
         return cls(name, version, tuple(entries))
 
+    def pinned(self, version_ids: dict[str, str]) -> Manifest:
+        """This manifest with each file's S3 VersionId."""
+        files = tuple(replace(f, version_id=version_ids[f.path]) for f in self.files)
+        return replace(self, files=files)
+
     def to_json(self) -> bytes:
         body = {
             "name": self.name,
             "version": self.version,
-            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+            "files": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256}
+                | ({"version_id": f.version_id} if f.version_id else {})
+                for f in self.files
+            ],
         }
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
@@ -67,7 +79,12 @@ class Manifest:
         try:
             body = json.loads(raw)
             files = tuple(
-                FileEntry(check_relative(f["path"]), int(f["size"]), str(f["sha256"]))
+                FileEntry(
+                    check_relative(f["path"]),
+                    int(f["size"]),
+                    str(f["sha256"]),
+                    str(f.get("version_id", "")),
+                )
                 for f in body["files"]
             )
             return cls(str(body["name"]), str(body["version"]), files)

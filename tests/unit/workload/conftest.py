@@ -30,7 +30,7 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
     with minio_server(binary, tmp_path_factory.mktemp("minio")) as server:
         client = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
         for bucket in ("datasets", "mlflow"):
-            ensure_bucket(client, bucket)
+            ensure_bucket(client, bucket, versioned=bucket == "datasets")
         yield server
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ import tarfile
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,12 @@ import pytest
 import torch
 
 from workload.data import DatasetCache, DatasetExistsError, ManifestError, open_archive, publish
+from workload.data.manifest import FileEntry, Manifest
 from workload.localservers import Minio
 from workload.s3 import S3AccessError, S3Settings, check_access, make_client
 from workload.shapes import ShapesSplit, write_tar
+
+publish_module = importlib.import_module("workload.data.publish")
 
 
 def make_tree(root: Path, files: int = 6) -> dict[str, bytes]:
@@ -104,14 +110,92 @@ def test_corrupted_cached_file_is_detected_and_refetched(s3: Any, tmp_path: Path
     assert local.read_bytes() == shared.read_bytes() == contents[victim]
 
 
-def test_object_altered_in_s3_fails_naming_the_key(s3: Any, tmp_path: Path) -> None:
+def test_keys_rewritten_after_publishing_change_nothing_read(s3: Any, tmp_path: Path) -> None:
+    """The attack a curator (or anyone with PutObject) can make: overwrite an object of a
+    published version, and its MANIFEST.json with one that matches the new bytes."""
+    contents = make_tree(tmp_path / "src", files=2)
+    published = publish(s3, tmp_path / "src", "tree", "v-rewritten")
+    victim = published.files[0]
+    forged = b"forged bytes"
+    s3.put_object(Bucket="datasets", Key=f"tree/v-rewritten/{victim.path}", Body=forged)
+    fake = Manifest(
+        "tree",
+        "v-rewritten",
+        (FileEntry(victim.path, len(forged), hashlib.sha256(forged).hexdigest()),),
+    )
+    s3.put_object(Bucket="datasets", Key="tree/v-rewritten/MANIFEST.json", Body=fake.to_json())
+
+    reader = cache(s3, tmp_path, "v-rewritten")
+    assert reader.manifest() == published
+    path, _ = reader.fetch()
+    assert {rel: (path / rel).read_bytes() for rel in contents} == contents
+
+
+def test_an_unpinned_manifest_still_refuses_an_altered_object(s3: Any, tmp_path: Path) -> None:
+    """Manifests published before versions were pinned: the sha256 check stops the read."""
     make_tree(tmp_path / "src", files=2)
-    manifest = publish(s3, tmp_path / "src", "tree", "v-tampered")
-    key = f"tree/v-tampered/{manifest.files[0].path}"
-    s3.put_object(Bucket="datasets", Key=key, Body=b"tampered")
-    with pytest.raises(ManifestError, match=key):
-        cache(s3, tmp_path, "v-tampered").fetch()
-    assert not (tmp_path / "local" / key).exists()
+    pinned = publish(s3, tmp_path / "src", "tree", "v-unpinned")
+    unpinned = Manifest(
+        "tree", "v-unpinned", tuple(replace(f, version_id="") for f in pinned.files)
+    )
+    key = "tree/v-unpinned/MANIFEST.json"
+    s3.delete_object(
+        Bucket="datasets",
+        Key=key,
+        VersionId=publish_module.manifest_versions(s3, "datasets", "tree", "v-unpinned")[0],
+    )
+    s3.put_object(Bucket="datasets", Key=key, Body=unpinned.to_json())
+    altered = f"tree/v-unpinned/{pinned.files[0].path}"
+    s3.put_object(Bucket="datasets", Key=altered, Body=b"tampered")
+    with pytest.raises(ManifestError, match=altered):
+        cache(s3, tmp_path, "v-unpinned").fetch()
+    assert not (tmp_path / "local" / altered).exists()
+
+
+def test_a_losing_concurrent_publisher_changes_nothing_read(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    winner = make_tree(tmp_path / "winner", files=3)
+    publish(s3, tmp_path / "winner", "tree", "v-race")
+    for rel in winner:  # the loser's files: the same names, other bytes
+        (tmp_path / "loser" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "loser" / rel).write_bytes(b"loser" + os.urandom(64))
+    # The loser checked for the version before the winner's manifest was there.
+    monkeypatch.setattr(publish_module, "exists", lambda *_: False)
+    with pytest.raises(DatasetExistsError, match="published concurrently"):
+        publish(s3, tmp_path / "loser", "tree", "v-race")
+    monkeypatch.undo()
+    path, _ = cache(s3, tmp_path, "v-race").fetch()
+    assert {rel: (path / rel).read_bytes() for rel in winner} == winner
+
+
+def test_a_manifest_planted_in_the_shared_cache_is_not_trusted(s3: Any, tmp_path: Path) -> None:
+    """A job can write the shared level: a manifest, a file and a stamp that agree."""
+    contents = make_tree(tmp_path / "src", files=2)
+    publish(s3, tmp_path / "src", "tree", "v-planted")
+    cache(s3, tmp_path, "v-planted").fetch()
+    shutil.rmtree(tmp_path / "local")
+    shared = tmp_path / "shared" / "tree"
+    victim = sorted(contents)[0]
+    planted = b"planted by another job"
+    (shared / "v-planted" / victim).write_bytes(planted)
+    entries = [
+        FileEntry(rel, len(planted), hashlib.sha256(planted).hexdigest())
+        if rel == victim
+        else FileEntry(rel, len(data), hashlib.sha256(data).hexdigest())
+        for rel, data in sorted(contents.items())
+    ]
+    fake = Manifest("tree", "v-planted", tuple(entries))
+    (shared / "v-planted.manifest.json").write_bytes(fake.to_json())
+    stamps = json.loads((shared / "v-planted.verified.json").read_text())
+    stat = (shared / "v-planted" / victim).stat()
+    stamps[victim] = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    (shared / "v-planted.verified.json").write_text(json.dumps(stamps))
+
+    path, report = cache(s3, tmp_path, "v-planted").fetch()
+    assert {rel: (path / rel).read_bytes() for rel in contents} == contents
+    assert report.corrupt_replaced == [str(shared / "v-planted" / victim)]
+    assert (shared / "v-planted.manifest.json").read_bytes() != fake.to_json()
 
 
 FETCH = """
