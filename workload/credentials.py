@@ -176,6 +176,11 @@ def fetch_from_openbao(
         )
     except CredentialError:
         raise
+    except hvac_errors.VaultDown:
+        raise CredentialError(
+            f"OpenBao at {addr} is sealed or down (HTTP 503): the admin unseals it by "
+            "rerunning site.yml (playbooks/secrets.yml); then `labstack relaunch` the run"
+        ) from None
     except Exception as exc:  # hvac raises many types; name the endpoint, never the secret
         raise CredentialError(
             f"OpenBao at {addr}: reading {mount}/{path} failed ({type(exc).__name__})"

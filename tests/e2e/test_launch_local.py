@@ -4,13 +4,13 @@ process list."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.childenv import git_recorder, recorded
 from tests.e2e.launcher import labstack, researcher_env, submitted, wait_run
 from tests.services import secret_values
 
@@ -49,17 +49,10 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     env["LABSTACK_CONFIG"] = str(tmp_path / "labstack.toml")
     args = ["subset=128", "batch_size=16", "max_steps=16", "checkpoint_every_steps=8"]
     args += ["device=cpu", "experiment=e2e-local"]
-    # Every `git` run (the job runs one for its provenance tags, after it fetched its
-    # credentials) records its environment, the one every child process of the job gets.
-    observer, observed = tmp_path / "bin" / "git", tmp_path / "git-environ"
-    observer.parent.mkdir()
-    observed.mkdir()
-    real_git = shutil.which("git")
-    observer.write_text(
-        f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ > {observed}/$$\nexec {real_git} "$@"\n'
-    )
-    observer.chmod(0o755)
-    env["PATH"] = f"{observer.parent}:{env['PATH']}"
+    # The job runs `git` for its provenance tags, after it fetched its credentials:
+    # what that git's environment holds, every child of the job inherits.
+    probe, observed = git_recorder(tmp_path, only_with="MLFLOW_RUN_ID")
+    env["PATH"] = f"{probe}:{env['PATH']}"
 
     with ProcessLists() as ps:
         job = submitted(labstack("submit", "--on", "local", "--args", *args, env=env))[0]
@@ -90,8 +83,8 @@ def test_local_run_finishes_with_no_secret_in_process_lists(tmp_path: Path) -> N
     # The job got its credentials from OpenBao, not from the launcher's environment, and
     # keeps them in memory: its children inherit none (/proc/PID/environ shows only what
     # the process started with, the child's environment also what was set since).
-    children = [f.read_text() for f in observed.iterdir()]
-    child = "".join(c for c in children if f"MLFLOW_RUN_ID={job.run_id}" in c)
+    child = recorded(observed)
+    assert f"MLFLOW_RUN_ID={job.run_id}" in child
     assert "BAO_APPROLE_FILE=" in environ
     assert "MLFLOW_TRACKING_AUTH=labstack" in child, "the job ran git before the fetch, or none"
     for name in ("BAO_TOKEN", "BAO_SECRET_ID", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):

@@ -257,6 +257,7 @@ def test_sweep_makes_one_run_and_job_per_point_and_cancel_ends_them(
         (["--args", "max_steps=many"], "invalid int value: 'many'"),
         (["--sweep", "lr=0.1,0.1"], "expected distinct, non-empty values"),
         (["--time", "forever"], "--time 'forever'"),
+        (["--time", "2:00"], "--time 2:00 (120 s) must be longer than [slurm] grace_seconds"),
         (["--account", "nosuch"], "--account 'nosuch' is not an account of the cluster's"),
         (["--account", "ml;id"], "--account 'ml;id': letters, digits"),
     ],

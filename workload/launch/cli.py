@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import NamedTuple
@@ -154,25 +156,32 @@ def job_of(config: LabConfig, run_id: str, tags: dict[str, str]) -> tuple[Backen
         raise spec.SpecError(
             f"run {run_id} was not submitted by labstack (no labstack.backend/job.id tags)"
         )
-    try:
+    with _from_tags(run_id):
         if name not in NAMES:
             raise spec.SpecError(f"tag labstack.backend={name!r}: one of {', '.join(NAMES)}")
         job_name = spec.check_job_name(tags.get("labstack.job_name", ""), "tag labstack.job_name")
         target = backend(name, config, spec.Resources.from_tags(tags))
         job = JobRef(tags["job.id"], run_id, target.run_dir(run_id))
         target.check_job(job, job_name)
+    return target, job
+
+
+@contextmanager
+def _from_tags(run_id: str) -> Iterator[None]:
+    """A value read from RUN_ID's tags was refused: say whose, and why it can be wrong."""
+    try:
+        yield
     except spec.SpecError as exc:
         raise spec.SpecError(
             f"run {run_id}: {exc}; its tags were changed since submission"
         ) from None
-    return target, job
 
 
 def _job(config: LabConfig, runs: Runs, run_id: str) -> tuple[Backend, JobRef]:
     return job_of(config, run_id, runs.get(spec.check_run_id(run_id)).data.tags)
 
 
-def _tagged_args(run_id: str, tags: dict[str, str]) -> dict[str, str]:
+def _tagged_args(tags: dict[str, str]) -> dict[str, str]:
     """The training arguments a run was submitted with (its labstack.args tag)."""
     try:
         point = json.loads(tags["labstack.args"])
@@ -181,22 +190,50 @@ def _tagged_args(run_id: str, tags: dict[str, str]) -> dict[str, str]:
     if not isinstance(point, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in point.items()
     ):
-        raise spec.SpecError(
-            f"run {run_id}: tag labstack.args is not a JSON object of strings; "
-            "its tags were changed since submission"
-        )
+        raise spec.SpecError("tag labstack.args is not a JSON object of strings")
     return point
 
 
-def _tagged_env_path(run_id: str, tags: dict[str, str]) -> str:
+def _tagged_env_path(tags: dict[str, str]) -> str:
     """The workload environment a run ran in (its env.path tag; "" where it has none)."""
     env_path = tags.get("env.path", "")
     if env_path and not spec.ENV_PATH.fullmatch(env_path):
         raise spec.SpecError(
-            f"run {run_id}: tag env.path={env_path!r} is not an absolute path of letters, "
-            "digits and _.+-/; its tags were changed since submission"
+            f"tag env.path={env_path!r} is not an absolute path of letters, digits and _.+-/"
         )
     return env_path
+
+
+_EXCEPTION = re.compile(r"\w(Error|Exception): ")
+_START = re.compile(r"labstack: job \d+, restart ")  # job.sbatch, every start
+
+
+def failure_reason(log: str) -> str:
+    """Why a job ended, from its log: its last `labstack:` line or exception line (the
+    last line of a traceback), else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    told = [
+        line
+        for line in lines
+        if (line.startswith("labstack: ") and not _START.match(line)) or _EXCEPTION.search(line)
+    ]
+    return (told or lines or ["the job ended and left no output"])[-1][:1000]
+
+
+def _settle(runs: Runs, target: Backend, job: JobRef) -> str:
+    """The run's status. A run whose job ended without ending the run (it could not reach
+    MLflow: OpenBao sealed, requeued too often, ...) is marked FAILED, with the reason the
+    job's log gives as its tag labstack.failure: a run still SCHEDULED or RUNNING, or KILLED
+    by a preemption (not by `labstack stop` or `cancel`) whose requeued job never ran."""
+    if target.active(job):
+        return runs.get(job.run_id).info.status
+    run = runs.get(job.run_id)  # read after the job was seen ended
+    status = run.info.status
+    preempted = status == "KILLED" and "labstack.ended_by" not in run.data.tags
+    if status in TERMINAL and not preempted:
+        return status
+    runs.fail(job.run_id, failure_reason(target.log(job, LogCursor()).decode(errors="replace")))
+    return "FAILED"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -204,14 +241,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = Runs(config)
     for run_id in args.run_ids:
         target, job = _job(config, runs, run_id)
-        run = runs.get(run_id)
+        status = _settle(runs, target, job)
         history = runs.client.get_metric_history(run_id, "train.loss")
         step = max((m.step for m in history), default=0)
         print(
-            f"run {run_id}  {run.info.status}  {target.name} job {job.job_id} "
-            f"{target.state(job)}  "
+            f"run {run_id}  {status}  {target.name} job {job.job_id} {target.state(job)}  "
             f"step {step}\n    {runs.url(run_id)}"
         )
+        if status == "FAILED":
+            reason = runs.get(run_id).data.tags.get("labstack.failure")
+            if reason:
+                print(f"    failed: {reason}")
     return 0
 
 
@@ -259,9 +299,10 @@ def cmd_relaunch(args: argparse.Namespace) -> int:
             f"run {args.run_id} was not submitted by labstack: nothing to relaunch"
         )
     target, job = job_of(config, args.run_id, tags)
-    point = _tagged_args(args.run_id, tags)
-    env_path = _tagged_env_path(args.run_id, tags)
-    if run.info.status not in TERMINAL and target.active(job):
+    with _from_tags(args.run_id):
+        point = _tagged_args(tags)
+        env_path = _tagged_env_path(tags)
+    if target.active(job):  # a preempted run is KILLED while its requeued job waits
         raise spec.SpecError(
             f"run {args.run_id} still has job {job.job_id} {target.state(job)}: "
             "stop or cancel it first"

@@ -53,7 +53,18 @@ class Slurm:
     data_path: str = "/shared/labstack/datasets"
     scratch: str = "/var/tmp/labstack"  # noqa: S108 (node-local, per-user dirs inside)
     sif: str = ""
+    # Seconds between Slurm's warning (USR1) and the end of --time: enough to
+    # save a checkpoint. --time must be longer.
     grace_seconds: int = 120
+    # A job requeued more often than this (preempted, or its node lost) ends
+    # instead of starting again, and its run FAILED with the reason.
+    max_requeues: int = 5
+
+    def __post_init__(self) -> None:
+        if self.grace_seconds < 1:
+            raise ValueError(f"grace_seconds must be at least 1, got {self.grace_seconds}")
+        if self.max_requeues < 0:
+            raise ValueError(f"max_requeues must be 0 or more, got {self.max_requeues}")
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,8 @@ def _section(path: Path, name: str, kind: type, data: Any) -> Any:
     except TypeError:
         required = [f.name for f in fields(kind) if f.name not in data]
         raise ConfigError(f"{path}: [{name}] lacks required settings {required}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: [{name}] {exc}") from None
 
 
 def load(path: Path | None = None) -> LabConfig:

@@ -220,7 +220,7 @@ def image_digest(nodes: list[dict], image: str) -> str | None:
     wanted = {image, f"docker.io/{image}", f"docker.io/library/{image}"}
     for node in nodes:
         for held in node.get("status", {}).get("images", []):
-            names = held.get("names", [])
+            names = held.get("names") or []  # an image may be listed with "names": null
             if wanted & set(names):
                 return next((n.partition("@")[2] for n in names if "@sha256:" in n), "")
     return None

@@ -112,6 +112,11 @@ class Runs:
         if self.client.get_run(run_id).info.status not in TERMINAL:
             self.client.set_terminated(run_id, status=status)
 
+    def fail(self, run_id: str, reason: str) -> None:
+        """Mark the run FAILED (whatever it says now), with REASON as labstack.failure."""
+        self.set_tags(run_id, {"labstack.failure": reason})
+        self.client.set_terminated(run_id, status="FAILED")
+
 
 def launch_tags(
     backend: str, job_name: str, args: Mapping[str, str], build: Mapping[str, str]

@@ -218,6 +218,7 @@ def render(
         memory=resources.memory,
         time=resources.time,
         grace_seconds=config.slurm.grace_seconds,
+        max_requeues=config.slurm.max_requeues,
         directives="\n".join(directives),
         run_dir_sh=shlex.quote(run_dir),
         mlflow_uri=shlex.quote(jobs.mlflow_uri),
@@ -298,6 +299,12 @@ class Slurm(Backend):
         self.env_path = ""
 
     def prepare(self, env_path: str = "") -> dict[str, str]:
+        grace = self.config.slurm.grace_seconds
+        if self.resources.time_seconds <= grace:
+            raise SpecError(
+                f"--time {self.resources.time} ({self.resources.time_seconds} s) must be longer "
+                f"than [slurm] grace_seconds ({grace} s), the warning to checkpoint before it ends"
+            )
         self.partition = check_resources(self.login, self.resources).name
         self.env_path, info = environment(self.login, env_path or self.config.slurm.workload_env)
         return {**info, "env.path": self.env_path}

@@ -57,6 +57,18 @@ class Resources:
                 )
 
     @property
+    def time_seconds(self) -> int:
+        """--time in seconds, read as Slurm reads it: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+        days, _, clock = self.time.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        if days:  # D-H[:M[:S]]
+            hours, minutes, seconds = [*parts, 0, 0][:3]
+            return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+        if len(parts) == 3:
+            return (parts[0] * 60 + parts[1]) * 60 + parts[2]
+        return parts[0] * 60 + (parts[1] if len(parts) == 2 else 0)
+
+    @property
     def tasks_per_node(self) -> int:
         """One training process per GPU, or one per node on CPU."""
         return max(self.gpus, 1)

@@ -16,8 +16,16 @@ import pytest
 from workload.credentials import SECRET_ENV_VARS
 from workload.launch import spec
 from workload.launch.backend import JobRef
-from workload.launch.cli import _tagged_args, _tagged_env_path, job_of, main, parser
+from workload.launch.cli import (
+    _tagged_args,
+    _tagged_env_path,
+    failure_reason,
+    job_of,
+    main,
+    parser,
+)
 from workload.launch.config import ConfigError, load
+from workload.launch.k8s import image_digest
 from workload.launch.local import Local, started
 from workload.launch.slurm import ClusterError, Login, log_bytes, render
 
@@ -59,6 +67,14 @@ def test_config_reads_every_section(tmp_path: Path) -> None:
         (CONFIG.replace('login = ["docker"', "login = [1"), "slurm.login must be list[str]"),
         (CONFIG + "[local\n", "not valid TOML"),
         ("[jobs]\n", "the [client] section is required"),
+        (
+            CONFIG.replace("[slurm]\n", "[slurm]\nmax_requeues = -1\n"),
+            "[slurm] max_requeues must be 0 or more, got -1",
+        ),
+        (
+            CONFIG.replace("[slurm]\n", "[slurm]\ngrace_seconds = 0\n"),
+            "[slurm] grace_seconds must be at least 1, got 0",
+        ),
     ],
 )
 def test_config_errors_name_the_setting(tmp_path: Path, text: str, message: str) -> None:
@@ -254,14 +270,14 @@ def test_tags_a_job_can_edit_are_checked_as_options_are(
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_relaunch_checks_the_environment_and_arguments_tags(value: str) -> None:
-    assert _tagged_env_path(RUN, {"env.path": "/shared/labstack/envs/a1+b"}) == (
+    assert _tagged_env_path({"env.path": "/shared/labstack/envs/a1+b"}) == (
         "/shared/labstack/envs/a1+b"
     )
-    with pytest.raises(spec.SpecError, match=f"run {RUN}: tag env.path="):
-        _tagged_env_path(RUN, {"env.path": f"/shared/{value}"})
+    with pytest.raises(spec.SpecError, match=r"tag env\.path="):
+        _tagged_env_path({"env.path": f"/shared/{value}"})
     for args in (value, json.dumps([value]), json.dumps({"lr": 1})):
-        with pytest.raises(spec.SpecError, match=f"run {RUN}: tag labstack.args is not"):
-            _tagged_args(RUN, {"labstack.args": args})
+        with pytest.raises(spec.SpecError, match=r"tag labstack\.args is not"):
+            _tagged_args({"labstack.args": args})
 
 
 def test_a_k8s_job_id_must_be_the_runs_own_job(tmp_path: Path) -> None:
@@ -354,3 +370,30 @@ def test_local_stop_signals_only_the_runs_own_process(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize(
+    ("time", "seconds"),
+    [("30", 1800), ("5:30", 330), ("01:02:03", 3723), ("2-0", 172800), ("1-02:03", 93780),
+     ("1-00:00:10", 86410)],
+)  # fmt: skip
+def test_time_is_read_as_slurm_reads_it(time: str, seconds: int) -> None:
+    assert spec.Resources(time=time).time_seconds == seconds
+
+
+def test_a_failed_jobs_reason_is_its_last_word_or_exception() -> None:
+    start = "labstack: job 7, restart 0, nodes gpu1"
+    assert failure_reason("") == "the job ended and left no output"
+    assert failure_reason(f"{start}\nkilled\n") == "killed"
+    sealed = "workload.credentials.CredentialError: OpenBao at https://head:8200 is sealed"
+    log = f"{start}\nTraceback (most recent call last):\n  File x\n{sealed}\nsrun: error: x\n"
+    assert failure_reason(log) == sealed
+    gave_up = "labstack: requeued 3 times, more than [slurm] max_requeues (2): not started again"
+    assert failure_reason(f"{log}{start}\n{gave_up}\n") == gave_up
+
+
+def test_image_digest_reads_nodes_that_list_an_image_without_names() -> None:
+    held = {"names": ["docker.io/labstack/training@sha256:ab", "docker.io/labstack/training:1"]}
+    nodes = [{"status": {"images": [{"names": None, "sizeBytes": 1}, held]}}]
+    assert image_digest(nodes, "labstack/training:1") == "sha256:ab"
+    assert image_digest(nodes, "labstack/other:1") is None

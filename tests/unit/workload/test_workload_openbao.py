@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.request_auth.registry import fetch_auth
 from requests.auth import HTTPBasicAuth
 
+from tests.childenv import git_recorder, recorded
 from workload.credentials import FETCHED, CredentialError, fetch_from_openbao
 from workload.launch.config import load
 from workload.launch.vault import Vault, VaultError
@@ -155,13 +156,9 @@ def test_a_job_keeps_what_it_fetched_out_of_its_childrens_environment(
         "LABSTACK_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook-{secrets.token_hex(8)}",
     }
     admin.secrets.kv.v2.create_or_update_secret("labstack/jobs/train", fetched)
-    observed = tmp_path / "git-environ"
-    observer = tmp_path / "bin" / "git"  # records the environment a child gets, fails as git
-    observer.parent.mkdir()
-    observer.write_text(f'#!/bin/sh\ntr "\\0" "\\n" < /proc/$$/environ >> {observed}\nexit 128\n')
-    observer.chmod(0o755)
+    probe, observed = git_recorder(tmp_path, only_with="BAO_SECRET_PATH")
     env = {
-        "PATH": f"{observer.parent}:{os.environ['PATH']}",
+        "PATH": f"{probe}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
         "BAO_ADDR": addr,
         "BAO_TOKEN": admin.token,
@@ -173,7 +170,7 @@ def test_a_job_keeps_what_it_fetched_out_of_its_childrens_environment(
     argv += ["--experiment", "fetched-credentials", "--repo", str(tmp_path)]
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    child = observed.read_text()
+    child = recorded(observed)
     assert "MLFLOW_TRACKING_AUTH=labstack" in child, "git ran before the fetch, or not at all"
     for value in [*fetched.values(), admin.token]:
         assert value not in child, "a fetched credential in a child process's environment"
