@@ -87,7 +87,7 @@ def _ansible_hosts(document: object) -> list[object]:
 
 def offline_inventory(tmp_path: Path, extra: str = "") -> Path:
     """A copy of the sandbox inventory (without its credentials) whose hosts
-    are containers that do not exist, EXTRA appended to group_vars/all: any
+    are containers that do not exist, EXTRA added to group_vars/all: any
     play that reached a lab host would show it in the recap, unreachable (or
     failed: "No such container").
 
@@ -103,7 +103,9 @@ def offline_inventory(tmp_path: Path, extra: str = "") -> Path:
             document["sandbox_container_prefix"] = _ABSENT_PREFIX
             path.write_text(yaml.safe_dump(document))
     with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
-        main.write(f"sandbox_container_prefix: {_ABSENT_PREFIX}\n" + extra)
+        main.write(f"sandbox_container_prefix: {_ABSENT_PREFIX}\n")
+    # Read after every other file of group_vars/all (ansible orders them by name): it wins.
+    (inventory / "group_vars" / "all" / "zz_test.yml").write_text(extra)
     for path in [*_var_files(inventory), inventory / "hosts.yml"]:
         document = yaml.safe_load(path.read_text()) or {}
         prefix = document.get("sandbox_container_prefix", _ABSENT_PREFIX)

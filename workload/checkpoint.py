@@ -6,6 +6,12 @@ and the step; the data position follows from the step (the sampler's order is
 a function of seed and epoch). Stored as `checkpoints/step-NNNNNNNN.pt` in the
 MLflow run's artifacts (MinIO behind the tracking server).
 
+Saving does not wait for the upload: `Uploads` writes the checkpoint to the node's
+temporary directory and a background thread uploads it, oldest first, retrying with
+backoff for as long as MinIO or MLflow is away (past the MLflow client's own retries).
+A checkpoint is deleted locally only once uploaded, and `Uploads.close` (at the end of
+the training, and before a preempted job exits) waits until every one is.
+
 Only tensors and plain data (dicts, lists, tuples, numbers, strings) go in, and a
 checkpoint is loaded with `weights_only=True`: a file planted in a run's
 checkpoints (jobs share an MLflow login that may write to other runs) cannot
@@ -14,16 +20,24 @@ run code when the run resumes; it is refused, named.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 import re
+import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
+
+from workload.credentials import redact
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "checkpoints"
 NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
@@ -71,14 +85,80 @@ def restore_rng(state: dict[str, Any], aug_generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(client: MlflowClient, run_id: str, state: dict[str, Any]) -> str:
-    """Upload `state` as the run's checkpoint for `state["step"]`; returns the artifact path."""
-    name = f"step-{int(state['step']):08d}.pt"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        torch.save(state, path)
-        client.log_artifact(run_id, str(path), ARTIFACT_DIR)
-    return f"{ARTIFACT_DIR}/{name}"
+class Uploads:
+    """The run's checkpoints on their way to its artifacts: saved locally at once, uploaded
+    in the background in order, each retried (backoff 1 s doubling to BACKOFF_MAX) until
+    it is stored. `close` waits for every upload."""
+
+    BACKOFF_MAX = 60.0
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.spool = Path(tempfile.mkdtemp(prefix=f"labstack-checkpoints-{run_id}-"))
+        self._pending: list[Path] = []
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._upload, name="checkpoints", daemon=True)
+        self._thread.start()
+
+    def save(self, state: dict[str, Any]) -> str:
+        """Write `state` (its "step" names it) locally and queue it; returns its artifact path."""
+        name = f"step-{int(state['step']):08d}.pt"
+        partial = self.spool / f".{name}.partial"
+        torch.save(state, partial)
+        path = partial.rename(self.spool / name)
+        with self._changed:
+            self._pending.append(path)
+            self._changed.notify_all()
+        return f"{ARTIFACT_DIR}/{name}"
+
+    def pending(self) -> list[str]:
+        """The checkpoints saved and not uploaded yet, oldest first."""
+        with self._changed:
+            return [path.name for path in self._pending]
+
+    def close(self) -> None:
+        """Wait until every saved checkpoint is uploaded, then stop."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+    def _upload(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:
+                    return
+                path = self._pending[0]
+            self._store(path)
+            path.unlink()
+            with self._changed:
+                self._pending.pop(0)
+                self._changed.notify_all()
+
+    def _store(self, path: Path) -> None:
+        delay, attempt = 1.0, 1
+        while True:
+            try:
+                self.client.log_artifact(self.run_id, str(path), ARTIFACT_DIR)
+            except Exception as exc:  # MinIO or MLflow away: keep it, retry
+                log.warning(
+                    "checkpoint %s not uploaded (attempt %d, kept in %s), retrying in %.0f s: %s",
+                    path.name,
+                    attempt,
+                    self.spool,
+                    delay,
+                    redact(str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                )
+                time.sleep(delay)
+                delay, attempt = min(2 * delay, self.BACKOFF_MAX), attempt + 1
+            else:
+                if attempt > 1:
+                    log.info("checkpoint %s uploaded at attempt %d", path.name, attempt)
+                return
 
 
 def latest(client: MlflowClient, run_id: str) -> dict[str, Any] | None:

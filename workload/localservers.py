@@ -83,9 +83,12 @@ class Minio:
 
 
 @contextmanager
-def minio_server(binary: str, root: Path) -> Iterator[Minio]:
-    port, console = free_port(), free_port()
-    server = Minio(f"http://127.0.0.1:{port}", "lab" + secrets.token_hex(6), secrets.token_hex(20))
+def minio_server(binary: str, root: Path, again: Minio | None = None) -> Iterator[Minio]:
+    """MinIO keeping its data in ROOT; AGAIN: the server that ran there before, started
+    again (same address, credentials and data), as after a restart."""
+    server = again or Minio(
+        f"http://127.0.0.1:{free_port()}", "lab" + secrets.token_hex(6), secrets.token_hex(20)
+    )
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(root),
@@ -94,9 +97,9 @@ def minio_server(binary: str, root: Path) -> Iterator[Minio]:
         "MINIO_BROWSER": "off",
         "MINIO_UPDATE": "off",
     }
-    (root / "data").mkdir(parents=True)
-    argv = [binary, "server", str(root / "data"), "--address", f"127.0.0.1:{port}"]
-    argv += ["--console-address", f"127.0.0.1:{console}", "--quiet"]
+    (root / "data").mkdir(parents=True, exist_ok=again is not None)
+    argv = [binary, "server", str(root / "data"), "--address", server.endpoint.split("//")[1]]
+    argv += ["--console-address", f"127.0.0.1:{free_port()}", "--quiet"]
     with running(argv, env, root / "minio.log", f"{server.endpoint}/minio/health/live"):
         yield server
 

@@ -157,8 +157,14 @@ def evaluate(
     return correct / len(data)
 
 
-def train(config: TrainConfig, ranks: Dist, tracker: Tracker | None) -> int:
-    """The loop. Returns the process exit status (0, or 128 + signal when preempted)."""
+def train(
+    config: TrainConfig,
+    ranks: Dist,
+    tracker: Tracker | None,
+    uploads: checkpoint.Uploads | None,
+) -> int:
+    """The loop. Returns the process exit status (0, or 128 + signal when preempted).
+    TRACKER and UPLOADS: rank 0's (None on the other ranks)."""
     device = pick_device(config, ranks)
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(device.type == "cpu")
@@ -207,8 +213,8 @@ def train(config: TrainConfig, ranks: Dist, tracker: Tracker | None) -> int:
             gathered: list[Any] = [None] * ranks.world
             dist.all_gather_object(gathered, states[0])
             states = gathered
-        if tracker is not None:
-            tracker.flush()
+        if tracker is not None and uploads is not None:
+            tracker.flush()  # the metrics up to the checkpoint's step first
             payload = {
                 "step": step,
                 "model": bare.state_dict(),
@@ -217,8 +223,7 @@ def train(config: TrainConfig, ranks: Dist, tracker: Tracker | None) -> int:
                 "rng": states,
                 "config": config.as_params(),
             }
-            path = checkpoint.save(tracker.client, tracker.run_id, payload)
-            log.info("checkpoint %s", path)
+            log.info("checkpoint %s", uploads.save(payload))
 
     crop = (config.crop, config.crop)
     scale, bias = kernels.affine(MEAN, STD)
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MASTER_PORT", "29500")
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)
     tracker = None
+    uploads = None
     webhook = secret("LABSTACK_WEBHOOK_URL")
     if ranks.rank == 0:
         tracker = Tracker.attach_or_create(
@@ -296,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             tracker.log_text(diff, "git/diff.patch")
         tracker.log_params(config.as_params())
         notify(webhook, f"run {tracker.run_id} started: {tracker.url}")
+        uploads = checkpoint.Uploads(tracker.client, tracker.run_id)
     status = "FAILED"
     try:
-        code = train(config, ranks, tracker)
+        code = train(config, ranks, tracker, uploads)
         status = "FINISHED" if code == 0 else "KILLED"
         return code
     except BaseException as exc:
@@ -306,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             notify(webhook, f"run {tracker.run_id} failed ({type(exc).__name__}): {tracker.url}")
         raise
     finally:
+        if uploads is not None:
+            uploads.close()  # every checkpoint saved is stored before the run ends
         if tracker is not None:
             tracker.finish(status)
             if status == "FINISHED":

@@ -116,6 +116,38 @@ def test_job_over_its_memory_is_killed(controller: Host) -> None:
     assert state == "OUT_OF_MEMORY", job.output
 
 
+def test_other_users_see_neither_the_jobs_nor_their_accounting(controller: Host) -> None:
+    """PrivateData: a job of the lab's user is invisible to another account of the
+    login node (squeue, scontrol, sacct), and visible to its owner."""
+    owner = hostvars(controller_name())["common_service_user"]
+    job_id = controller.check_output(
+        f"runuser -u {owner} -- sbatch --parsable --chdir=/ --output=/dev/null --wrap='sleep 300'"
+    ).split(";")[0]
+    try:
+        for _ in range(60):  # sacct lists it in a time window once it runs
+            if controller.check_output(f"sacct -n -X -P -o State -j {job_id}") == "RUNNING":
+                break
+            time.sleep(1)
+
+        def seen_by(user: str) -> dict[str, str]:
+            views = {
+                "squeue": "squeue -h -a -o %i",
+                "scontrol": f"scontrol -o show job {job_id}",
+                "sacct": "sacct -n -X -P -a -o JobID -S now-1hour",
+            }
+            return {
+                name: controller.run(f"runuser -u {user} -- {command}").stdout
+                for name, command in views.items()
+            }
+
+        for name, shown in seen_by(owner).items():
+            assert job_id in shown.split() or f"JobId={job_id}" in shown.split(), (name, shown)
+        for name, shown in seen_by("nobody").items():
+            assert job_id not in shown, (name, shown)
+    finally:
+        controller.run(f"scancel {job_id}")
+
+
 def test_munge_key_is_the_credentials_one_everywhere_and_private(
     slurm_hosts: dict[str, Host],
 ) -> None:

@@ -89,9 +89,13 @@ def test_a_service_is_found_by_name_and_reached_from_another_node(namespace: str
     cluster_ip = kubectl_json("--namespace", namespace, "get", "service", "web")["spec"][
         "clusterIP"
     ]
+    # Until kube-proxy has programmed the service, a connection to its address leaves
+    # the node by the default route (seen: a 426 from this machine's egress proxy).
     client = (
-        f"getent hosts {fqdn}; exec 3<>/dev/tcp/{fqdn}/80; "
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+        f"getent hosts {fqdn}; for try in $(seq 30); do "
+        f"reply=$(exec 3<>/dev/tcp/{fqdn}/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 "
+        "&& cat <&3); case $reply in *'served by'*) break;; esac; sleep 1; done; "
+        'echo "$reply"'
     )
     apply(pod("client", ["bash", "-c", client], node=client_node), namespace)
     assert _wait_for_phase(namespace, "client", {"Succeeded", "Failed"}) == "Succeeded", kubectl(

@@ -145,8 +145,16 @@ def _node_groups() -> list[dict]:
             {"slurm_partitions": [{"name": "batch", "node_groups": ["a100"]}]},
             "partition 'batch' names unknown node group 'a100' (known: gpu)",
         ),
+        (
+            {"slurm_slurmd_timeout": 0},
+            "slurm_slurmd_timeout (0) must be at least 10 seconds",
+        ),
+        (
+            {"slurm_private_data": ["jobs", "nodes"]},
+            "slurm_private_data (jobs, nodes) may name only accounts, events, jobs,",
+        ),
     ],
-    ids=["gpus-vs-gres", "unknown-node-group"],
+    ids=["gpus-vs-gres", "unknown-node-group", "slurmd-timeout", "private-data"],
 )
 def test_site_stops_before_any_host(tmp_path: Path, slurm_vars: dict, message: str) -> None:
     inventory = offline_inventory(tmp_path, yaml.safe_dump(slurm_vars))

@@ -178,7 +178,8 @@ def _from_tags(run_id: str) -> Iterator[None]:
 
 
 def _job(config: LabConfig, runs: Runs, run_id: str) -> tuple[Backend, JobRef]:
-    return job_of(config, run_id, runs.get(spec.check_run_id(run_id)).data.tags)
+    spec.check_run_id(run_id)  # before it is sent to MLflow
+    return job_of(config, run_id, runs.get(run_id).data.tags)
 
 
 def _tagged_args(tags: dict[str, str]) -> dict[str, str]:
@@ -205,35 +206,31 @@ def _tagged_env_path(tags: dict[str, str]) -> str:
 
 
 _EXCEPTION = re.compile(r"\w(Error|Exception): ")
-_START = re.compile(r"labstack: job \d+, restart ")  # job.sbatch, every start
 
 
 def failure_reason(log: str) -> str:
     """Why a job ended, from its log: its last `labstack:` line or exception line (the
     last line of a traceback), else its last line."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
-    told = [
-        line
-        for line in lines
-        if (line.startswith("labstack: ") and not _START.match(line)) or _EXCEPTION.search(line)
-    ]
+    told = [line for line in lines if line.startswith("labstack: ") or _EXCEPTION.search(line)]
     return (told or lines or ["the job ended and left no output"])[-1][:1000]
 
 
-def _settle(runs: Runs, target: Backend, job: JobRef) -> str:
-    """The run's status. A run whose job ended without ending the run (it could not reach
-    MLflow: OpenBao sealed, requeued too often, ...) is marked FAILED, with the reason the
-    job's log gives as its tag labstack.failure: a run still SCHEDULED or RUNNING, or KILLED
-    by a preemption (not by `labstack stop` or `cancel`) whose requeued job never ran."""
-    if target.active(job):
-        return runs.get(job.run_id).info.status
-    run = runs.get(job.run_id)  # read after the job was seen ended
-    status = run.info.status
-    preempted = status == "KILLED" and "labstack.ended_by" not in run.data.tags
-    if status in TERMINAL and not preempted:
-        return status
-    runs.fail(job.run_id, failure_reason(target.log(job, LogCursor()).decode(errors="replace")))
-    return "FAILED"
+def _settle(runs: Runs, target: Backend, job: JobRef) -> tuple[str, str]:
+    """The run's status and, if it FAILED, why (its tag labstack.failure). A run whose job
+    ended without ending the run (it could not reach MLflow: OpenBao sealed, requeued too
+    often, ...) is marked FAILED with the reason the job's log gives: a run still SCHEDULED
+    or RUNNING, or KILLED by a preemption (not by `labstack stop` or `cancel`) whose
+    requeued job never ran."""
+    active = target.active(job)
+    run = runs.get(job.run_id)  # read after the job's state: once it ended, the run is final
+    status, tags = run.info.status, run.data.tags
+    preempted = status == "KILLED" and "labstack.ended_by" not in tags
+    if active or (status in TERMINAL and not preempted):
+        return status, tags.get("labstack.failure", "") if status == "FAILED" else ""
+    reason = failure_reason(target.log(job, LogCursor()).decode(errors="replace"))
+    runs.fail(job.run_id, reason)
+    return "FAILED", reason
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -241,17 +238,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = Runs(config)
     for run_id in args.run_ids:
         target, job = _job(config, runs, run_id)
-        status = _settle(runs, target, job)
+        status, reason = _settle(runs, target, job)
         history = runs.client.get_metric_history(run_id, "train.loss")
         step = max((m.step for m in history), default=0)
         print(
             f"run {run_id}  {status}  {target.name} job {job.job_id} {target.state(job)}  "
             f"step {step}\n    {runs.url(run_id)}"
         )
-        if status == "FAILED":
-            reason = runs.get(run_id).data.tags.get("labstack.failure")
-            if reason:
-                print(f"    failed: {reason}")
+        if reason:
+            print(f"    failed: {reason}")
     return 0
 
 

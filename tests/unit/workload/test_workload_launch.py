@@ -382,7 +382,7 @@ def test_time_is_read_as_slurm_reads_it(time: str, seconds: int) -> None:
 
 
 def test_a_failed_jobs_reason_is_its_last_word_or_exception() -> None:
-    start = "labstack: job 7, restart 0, nodes gpu1"
+    start = "labstack job 7: restart 0, nodes gpu1"
     assert failure_reason("") == "the job ended and left no output"
     assert failure_reason(f"{start}\nkilled\n") == "killed"
     sealed = "workload.credentials.CredentialError: OpenBao at https://head:8200 is sealed"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +25,8 @@ from workload import checkpoint, train
 from workload.config import TrainConfig
 from workload.credentials import FETCHED
 from workload.data import Manifest, publish
-from workload.localservers import Minio, free_port
+from workload.localservers import Minio, free_port, minio_server, mlflow_server
+from workload.s3 import S3Settings, ensure_bucket, make_client
 from workload.shapes import write_tar
 
 REPO = Path(__file__).resolve().parents[3]
@@ -253,3 +255,45 @@ def test_a_planted_checkpoint_runs_nothing_on_resume(mlflow_url: str, tmp_path: 
     with pytest.raises(checkpoint.CheckpointError, match=r"step-99999999\.pt .* nothing in it ran"):
         checkpoint.latest(client, run_id)
     assert not marker.exists(), "resuming the run ran the planted checkpoint's code"
+
+
+def test_checkpoints_wait_on_local_disk_while_minio_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MinIO down for longer than the MLflow client retries (here: once, at once): saving
+    does not wait, each checkpoint stays on local disk and is retried with backoff, and all
+    are stored, in order, once MinIO is back."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    binary = os.environ["LABSTACK_MINIO_BIN"]
+    with minio_server(binary, tmp_path / "minio") as server:
+        s3 = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
+        ensure_bucket(s3, "mlflow", versioned=False)
+    (tmp_path / "mlflow").mkdir()
+    with mlflow_server(server, tmp_path / "mlflow", "mlflow") as url:  # MinIO is down
+        client = MlflowClient(url)
+        run_id = client.create_run(experiment_id(client)).info.run_id
+        uploads = checkpoint.Uploads(client, run_id)
+        for step in (10, 20):
+            uploads.save({"step": step, "weights": torch.full((4,), float(step))})
+        assert uploads.pending() == ["step-00000010.pt", "step-00000020.pt"]
+        assert sorted(p.name for p in uploads.spool.iterdir()) == uploads.pending()
+
+        def attempts() -> int:
+            return caplog.text.count("checkpoint step-00000010.pt not uploaded (attempt")
+
+        deadline = time.monotonic() + 60
+        while attempts() < 2:  # failed, waited, and failed again
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.2)
+        assert uploads.pending() == ["step-00000010.pt", "step-00000020.pt"]
+
+        with minio_server(binary, tmp_path / "minio", again=server):
+            uploads.close()
+            stored = [a.path for a in client.list_artifacts(run_id, checkpoint.ARTIFACT_DIR)]
+            assert stored == ["checkpoints/step-00000010.pt", "checkpoints/step-00000020.pt"]
+            latest = checkpoint.latest(client, run_id)
+            assert latest is not None
+            assert latest["step"] == 20
+            assert torch.equal(latest["weights"], torch.full((4,), 20.0))
+        assert not uploads.spool.exists()
