@@ -24,6 +24,7 @@ from tests.e2e.launcher import (
     labstack,
     mlflow,
     on_head,
+    on_node,
     researcher_env,
     slurm_state,
     submitted,
@@ -80,9 +81,8 @@ def test_slurmctld_and_mlflow_restarted_mid_run_lose_and_repeat_nothing() -> Non
     wait_step(job.run_id, 8)
     _systemctl("restart", "slurm_controller", "slurmctld")
     wait_step(job.run_id, 16)
-    _systemctl(
-        "restart", "tracking", "mlflow"
-    )  # the job logs its metrics and a checkpoint meanwhile
+    # The job logs its metrics and a checkpoint meanwhile.
+    _systemctl("restart", "tracking", "mlflow")
     run = wait_run(job.run_id, ("FINISHED", "FAILED", "KILLED"), timeout=600)
     assert run.info.status == "FINISHED", labstack("logs", job.run_id).stdout[-3000:]
     _until("the job has completed", lambda: slurm_state(job.job_id) != "RUNNING")
@@ -167,6 +167,12 @@ def test_a_lost_node_requeues_the_job_which_resumes_exactly_on_another() -> None
         assert sorted(losses) == list(range(1, 61))
         assert {step: values for step, values in losses.items() if len(values) > 1} == {}
     finally:
+        # What the node's reboot would do: the killed job's cgroups go. They live in this
+        # machine's hierarchy, and a later job of that id on a node of that name would
+        # fail to start in them (cpuset.cpus: Device or resource busy; the node drains).
+        cgroups = f"/sys/fs/cgroup/*/slurm_{lost}/uid_*/job_{job.job_id}"
+        on_node(lost, f"find {cgroups} -depth -type d -exec rmdir {{}} +")
+        assert on_node(lost, f"ls -d {cgroups} 2>/dev/null") == ""
         subprocess.run(["docker", "exec", container(lost), "systemctl", "start", "slurmd"])
         _until(f"{lost} is back in service", lambda: _node_state(lost) == "idle", 180)
 
