@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,9 +93,14 @@ class Uploads:
 
     BACKOFF_MAX = 60.0
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, before_upload: Callable[[], None]
+    ) -> None:
+        """BEFORE_UPLOAD runs on the upload thread before each upload: the tracker's flush,
+        so that no checkpoint of step N is stored before the metrics up to N."""
         self.client = client
         self.run_id = run_id
+        self.before_upload = before_upload
         self.spool = Path(tempfile.mkdtemp(prefix=f"labstack-checkpoints-{run_id}-"))
         self._pending: list[Path] = []
         self._changed = threading.Condition()
@@ -133,6 +139,7 @@ class Uploads:
                 if not self._pending:
                     return
                 path = self._pending[0]
+            self.before_upload()
             self._store(path)
             path.unlink()
             with self._changed:

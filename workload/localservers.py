@@ -105,8 +105,10 @@ def minio_server(binary: str, root: Path, again: Minio | None = None) -> Iterato
 
 
 @contextmanager
-def mlflow_server(minio: Minio, root: Path, bucket: str) -> Iterator[str]:
-    port = free_port()
+def mlflow_server(minio: Minio, root: Path, bucket: str, port: int = 0) -> Iterator[str]:
+    """`mlflow server` keeping its runs in ROOT; PORT: the one of the server that ran
+    there before (started again, as after a restart), else a free one."""
+    port = port or free_port()
     env = {**os.environ, **minio.env()}
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--workers", "1"]

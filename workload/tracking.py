@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from workload.credentials import redact, secret_values
@@ -46,7 +47,6 @@ class Tracker:
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[Metric | None] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
-        self._errors: list[str] = []
         if enabled:
             self._thread.start()
 
@@ -108,35 +108,52 @@ class Tracker:
             self._queue.put(Metric(key, float(value), now, step))
 
     def _drain(self) -> None:
+        """Send the queued metrics every flush_seconds (at once when MAX_BATCH are queued).
+        A batch MLflow cannot take now (it is away: a connection error or a 5xx after the
+        client's own retries) is kept and sent again, with backoff, until it is taken."""
         pending: list[Metric] = []
         deadline = time.monotonic() + self.flush_seconds
+        delay = 1.0
         stop = False
-        while not stop:
-            timeout = max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-                if item is None:
-                    stop = True
-                else:
-                    pending.append(item)
-            except queue.Empty:
-                pass
+        while not stop or pending:
+            if not stop:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    if item is None:
+                        stop = True
+                    else:
+                        pending.append(item)
+                except queue.Empty:
+                    pass
             if pending and (stop or len(pending) >= MAX_BATCH or time.monotonic() >= deadline):
-                self._send(pending)
-                pending = []
+                pending = self._send(pending)
+                if pending:
+                    time.sleep(delay)
+                delay = min(2 * delay, 60.0) if pending else 1.0
             if time.monotonic() >= deadline:
                 deadline = time.monotonic() + self.flush_seconds
 
-    def _send(self, metrics: list[Metric]) -> None:
+    def _send(self, metrics: list[Metric]) -> list[Metric]:
+        """Log METRICS in batches; returns those MLflow could not take now."""
         for start in range(0, len(metrics), MAX_BATCH):
             try:
                 self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_BATCH])
             except Exception as exc:  # a tracking outage must not kill the training
-                self._errors.append(str(exc))
-                log.warning("MLflow metrics batch failed: %s", redact(str(exc)))
+                message = redact(str(exc)).splitlines()[0][:300] if str(exc) else repr(exc)
+                if isinstance(exc, MlflowException) and exc.get_http_status_code() < 500:
+                    log.error("MLflow refused a metrics batch, dropped: %s", message)
+                    continue
+                log.warning(
+                    "MLflow did not take %d metrics, kept to send again: %s",
+                    len(metrics) - start,
+                    message,
+                )
+                return metrics[start:]
+        return []
 
     def flush(self) -> None:
-        """Send everything queued so far and wait for it (restarts the sender)."""
+        """Send everything queued so far and wait until MLflow has taken it (restarts the
+        sender). While MLflow is away this waits: call it off the training thread."""
         if not self.enabled:
             return
         self._queue.put(None)

@@ -213,8 +213,7 @@ def train(
             gathered: list[Any] = [None] * ranks.world
             dist.all_gather_object(gathered, states[0])
             states = gathered
-        if tracker is not None and uploads is not None:
-            tracker.flush()  # the metrics up to the checkpoint's step first
+        if uploads is not None:
             payload = {
                 "step": step,
                 "model": bare.state_dict(),
@@ -302,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             tracker.log_text(diff, "git/diff.patch")
         tracker.log_params(config.as_params())
         notify(webhook, f"run {tracker.run_id} started: {tracker.url}")
-        uploads = checkpoint.Uploads(tracker.client, tracker.run_id)
+        uploads = checkpoint.Uploads(tracker.client, tracker.run_id, tracker.flush)
     status = "FAILED"
     try:
         code = train(config, ranks, tracker, uploads)

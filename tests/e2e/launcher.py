@@ -116,13 +116,17 @@ def on_head(*argv: str, user: str = "root") -> str:
     return done.stdout + done.stderr
 
 
-def on_node(host: str, script: str) -> str:
+def on_node(host: str, script: str, stdin: str = "", check: bool = False) -> str:
+    """SCRIPT (sh -c) on the sandbox node HOST, reading STDIN; its standard output.
+    CHECK: it must exit 0."""
     done = subprocess.run(
-        ["docker", "exec", container(host), "sh", "-c", script],
+        ["docker", "exec", "-i", container(host), "sh", "-c", script],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
     )
+    assert not check or done.returncode == 0, f"on {host}, {script!r}: {done.stderr}"
     return done.stdout
 
 

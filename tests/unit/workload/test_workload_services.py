@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from workload.config import parse
 from workload.credentials import CredentialError, fetch_from_openbao, redact
-from workload.localservers import free_port
+from workload.localservers import Minio, free_port, mlflow_server
 from workload.notify import notify
 from workload.tracking import Tracker
 
@@ -30,6 +31,36 @@ def test_async_batched_metrics_all_arrive(mlflow_url: str) -> None:
     history = client.get_metric_history(tracker.run_id, "a")
     assert sorted(m.step for m in history) == list(range(1201))
     assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_metrics_wait_while_mlflow_is_down_and_all_arrive_once(
+    minio: Minio,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MLflow down for longer than its client retries (here: once, at once): the metrics
+    logged meanwhile are kept and sent again with backoff; finishing the run waits for
+    them; each arrives, once."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    with mlflow_server(minio, tmp_path, "mlflow") as url:
+        client = MlflowClient(url)
+        run_id = client.create_run(client.create_experiment("outage")).info.run_id
+    tracker = Tracker(client, run_id, flush_seconds=0.2)
+    for step in range(1, 51):
+        tracker.log_metrics({"loss": 1 / step}, step)
+
+    deadline = time.monotonic() + 60
+    while caplog.text.count("MLflow did not take 50 metrics, kept to send again") < 2:
+        assert time.monotonic() < deadline, caplog.text
+        time.sleep(0.2)
+
+    with mlflow_server(minio, tmp_path, "mlflow", port=int(url.rsplit(":", 1)[1])):
+        tracker.finish("FINISHED")
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted(m.step for m in history) == list(range(1, 51))
+        assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_params_of_a_resumed_run_must_not_change(mlflow_url: str) -> None:

@@ -273,7 +273,7 @@ def test_checkpoints_wait_on_local_disk_while_minio_is_down(
     with mlflow_server(server, tmp_path / "mlflow", "mlflow") as url:  # MinIO is down
         client = MlflowClient(url)
         run_id = client.create_run(experiment_id(client)).info.run_id
-        uploads = checkpoint.Uploads(client, run_id)
+        uploads = checkpoint.Uploads(client, run_id, lambda: None)
         for step in (10, 20):
             uploads.save({"step": step, "weights": torch.full((4,), float(step))})
         assert uploads.pending() == ["step-00000010.pt", "step-00000020.pt"]
