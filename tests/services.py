@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hvac
 import yaml
 
-from tests.inventory import hostvars
+from tests.inventory import hosts, hostvars
 from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY
 
 _BIN = Path(sys.executable).parent
@@ -91,3 +92,12 @@ def leaked_secrets(text: str) -> list[int]:
     """The indexes in secret_values() of the secrets that appear in text (never
     the values themselves, which a failing assertion would print)."""
     return [n for n, value in enumerate(secret_values()) if value in text]
+
+
+def openbao_admin() -> hvac.Client:
+    """OpenBao as the admin login site.yml configures it with (the root token is revoked)."""
+    client = hvac.Client(
+        url=f"https://{endpoint(hosts('secrets')[0], 8200)}", verify=str(ca_file())
+    )
+    client.auth.userpass.login("labstack-admin", credentials()["openbao_admin_password"])
+    return client

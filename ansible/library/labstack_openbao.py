@@ -6,6 +6,8 @@ reads the current state first and changes only what differs.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -19,9 +21,20 @@ options:
   action: {description: what to do, type: str, choices: [init, unseal, configure], required: true}
   key_shares: {description: unseal key shares (init), type: int, default: 3}
   key_threshold: {description: keys needed to unseal (init), type: int, default: 2}
+  save_to:
+    description: >-
+      file the initialisation result (unseal keys, root token) is written to,
+      0600, before anything else (init); an existing one is never replaced
+    type: path
   unseal_keys:
     {description: unseal keys (unseal), type: list, elements: str, default: [], no_log: true}
-  token: {description: root token (configure), type: str, no_log: true}
+  token:
+    description: >-
+      the root token while one exists (configure): used once, then revoked
+    type: str
+    no_log: true
+  admin_username: {description: the userpass login that configures (configure), type: str}
+  admin_password: {description: its password (configure), type: str, no_log: true}
   kv_mount: {description: mount point of the KV v2 engine, type: str, default: secret}
   kv_secrets:
     {description: path -> data written to the KV engine, type: dict, default: {}, no_log: true}
@@ -54,19 +67,35 @@ EXAMPLES = r"""
 RETURN = r"""
 actions: {description: what was changed, type: list, returned: always}
 sealed: {description: whether the server is sealed afterwards, type: bool, returned: always}
-unseal_keys:
-  {description: the unseal keys (init, when it initialised), type: list, returned: changed}
-root_token: {description: the root token (init, when it initialised), type: str, returned: changed}
+root_revoked: {description: whether no root token is left (configure), type: bool, returned: always}
 """
 
 
 def _init(client: Any, params: dict, result: dict) -> None:
+    """Initialise an uninitialised server; the unseal keys and the root token go to
+    SAVE_TO (0600) before anything else can fail, so that no interruption loses them."""
     if client.sys.is_initialized():
         return
+    path = params["save_to"]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ValueError(
+            f"{path} exists: it holds the unseal keys of an earlier initialisation. The "
+            "server is not initialised, so they are not its keys; move the file away if "
+            "they belong to nothing that must be kept"
+        ) from None
+    try:
+        answer = client.sys.initialize(params["key_shares"], params["key_threshold"])
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
     result["actions"].append("initialise")
-    answer = client.sys.initialize(params["key_shares"], params["key_threshold"])
-    result["unseal_keys"] = answer["keys_base64"]
-    result["root_token"] = answer["root_token"]
+    with os.fdopen(fd, "w") as saved:
+        json.dump({"unseal_keys": answer["keys_base64"], "root_token": answer["root_token"]}, saved)
+        saved.flush()
+        os.fsync(saved.fileno())
 
 
 def _unseal(client: Any, params: dict, result: dict) -> None:
@@ -80,9 +109,40 @@ def _unseal(client: Any, params: dict, result: dict) -> None:
             break
 
 
+def _login(client: Any, params: dict, result: dict) -> bool:
+    """Log CLIENT in: with the root token while it works (True: revoke it once the admin
+    login is configured), else as the admin."""
+    import hvac.exceptions
+
+    if params["admin_username"] not in params["userpass_users"]:
+        raise ValueError(
+            f"userpass_users lacks the admin login {params['admin_username']!r}: "
+            "the root token is revoked, so it must be configured in every run"
+        )
+    result["root_revoked"] = True
+    if params["token"]:
+        client.token = params["token"]
+        try:
+            client.auth.token.lookup_self()
+            result["root_revoked"] = False
+            return True
+        except hvac.exceptions.Forbidden:  # revoked by an earlier run
+            pass
+    try:
+        client.auth.userpass.login(params["admin_username"], params["admin_password"])
+    except Exception as error:
+        raise ValueError(
+            f"the admin login (admin_username) was refused ({error}) and there is "
+            "no working root token: make one with the unseal keys (`bao operator "
+            "generate-root`, see the README) and put it in the credentials file as "
+            "openbao_root_token; the next run configures with it, then revokes it"
+        ) from None
+    return False
+
+
 def _configure(client: Any, params: dict, result: dict) -> None:
     actions: list[str] = result["actions"]
-    client.token = params["token"]
+    root = _login(client, params, result)
     mount = params["kv_mount"]
     mounts = client.sys.list_mounted_secrets_engines()["data"]
     if f"{mount}/" not in mounts:
@@ -132,6 +192,12 @@ def _configure(client: Any, params: dict, result: dict) -> None:
         if current != data:
             actions.append(f"write {mount}/{path}")
             client.secrets.kv.v2.create_or_update_secret(path, secret=data, mount_point=mount)
+    # The admin login is configured (and was checked by logging in with it): no root
+    # token is needed any more. Without one, this run's own admin token goes too.
+    client.auth.token.revoke_self()
+    if root:
+        actions.append("revoke the root token")
+        result["root_revoked"] = True
 
 
 def _userpass_user(
@@ -199,8 +265,11 @@ def main() -> None:
             "action": {"type": "str", "required": True, "choices": ["init", "unseal", "configure"]},
             "key_shares": {"type": "int", "default": 3},
             "key_threshold": {"type": "int", "default": 2},
+            "save_to": {"type": "path"},
             "unseal_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
             "token": {"type": "str", "no_log": True},
+            "admin_username": {"type": "str"},
+            "admin_password": {"type": "str", "no_log": True},
             "kv_mount": {"type": "str", "default": "secret"},
             "kv_secrets": {"type": "dict", "default": {}, "no_log": True},
             "policies": {"type": "dict", "default": {}},
@@ -209,7 +278,10 @@ def main() -> None:
             "audit_file": {"type": "str", "default": ""},
             "kubernetes_auth": {"type": "dict", "default": {}, "no_log": True},
         },
-        required_if=[("action", "configure", ["token"])],
+        required_if=[
+            ("action", "init", ["save_to"]),
+            ("action", "configure", ["admin_username", "admin_password"]),
+        ],
     )
     result: dict[str, Any] = {"actions": []}
     try:

@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hvac
 import pytest
 import requests
 import yaml
 
 from tests.inventory import container, hosts
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
-from tests.services import ca_file, credentials, endpoint, vault_env
+from tests.services import ca_file, credentials, endpoint, openbao_admin, vault_env
 
 _BIN = Path(sys.executable).parent
 
@@ -105,11 +104,7 @@ def test_a_rotated_admin_password_replaces_the_old_one(
 
 def test_openbao_hands_out_the_rotated_password(rotated: tuple[str, str, list[str]]) -> None:
     _, new, _ = rotated
-    client = hvac.Client(
-        url=f"https://{endpoint(hosts('secrets')[0], 8200)}", verify=str(ca_file())
-    )
-    client.token = credentials()["openbao_root_token"]
-    stored = client.secrets.kv.v2.read_secret_version(
+    stored = openbao_admin().secrets.kv.v2.read_secret_version(
         "labstack/admin/mlflow", raise_on_deleted_version=True
     )["data"]["data"]
     assert stored["password"] == new

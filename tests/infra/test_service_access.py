@@ -20,7 +20,9 @@ from minio import Minio
 from minio.error import S3Error
 
 from tests.inventory import hosts, hostvars
-from tests.services import ca_file, credentials, endpoint
+from tests.openbao import generate_root
+from tests.playbook import SANDBOX_INVENTORY
+from tests.services import ca_file, credentials, endpoint, openbao_admin
 from workload.data import DatasetCache, publish
 from workload.s3 import S3Settings, make_client
 
@@ -203,16 +205,55 @@ def _bao(token: str | None = None) -> hvac.Client:
 
 
 def test_openbao_is_unsealed_with_audit_on() -> None:
-    client = _bao(credentials()["openbao_root_token"])
+    client = openbao_admin()
     assert client.sys.is_initialized()
     assert not client.sys.is_sealed()
     assert "file/" in client.sys.list_enabled_audit_devices()["data"]
 
 
+def test_no_root_token_is_left_and_the_admin_login_is_scoped() -> None:
+    """site.yml configures OpenBao with its admin login, and revoked the root token
+    after the first run: the credentials file holds none, and no root token is left but
+    the one the emergency path (the admin login and the unseal keys) makes. Its tokens
+    expire in 15 minutes; it configures the lab's policies, logins and secrets, but
+    cannot seal the server, turn auditing off, make tokens, or touch other policies or
+    secrets outside the lab's path."""
+    assert "openbao_root_token" not in credentials()
+    assert not (SANDBOX_INVENTORY / "credentials-openbao-init.json").exists()
+    admin = openbao_admin()
+    forbidden = hvac.exceptions.Forbidden
+    with pytest.raises(forbidden):
+        admin.sys.seal()
+    with pytest.raises(forbidden):
+        admin.sys.disable_audit_device("file")
+    with pytest.raises(forbidden):
+        admin.auth.token.create(policies=["labstack-admin"], no_parent=True)
+    with pytest.raises(forbidden):
+        admin.secrets.kv.v2.create_or_update_secret("elsewhere/x", secret={"x": "y"})
+    with pytest.raises(forbidden):
+        admin.sys.create_or_update_acl_policy("default", 'path "*" { capabilities = ["read"] }')
+    assert 0 < admin.auth.token.lookup_self()["data"]["ttl"] <= 900
+    assert not admin.sys.is_sealed()
+    assert "file/" in admin.sys.list_enabled_audit_devices()["data"]
+
+    root = _bao(generate_root(admin, credentials()["openbao_unseal_keys"]))
+    try:
+        mine = root.auth.token.lookup_self()["data"]["accessor"]
+        accessors = root.auth.token.list_accessors()["data"]["keys"]
+        roots = [
+            accessor
+            for accessor in accessors
+            if "root" in root.auth.token.lookup_accessor(accessor)["data"]["policies"]
+        ]
+        assert roots == [mine]
+    finally:
+        root.auth.token.revoke_self()
+
+
 def test_approle_token_reads_job_credentials_only() -> None:
-    root = _bao(credentials()["openbao_root_token"])
-    role_id = root.auth.approle.read_role_id("jobs")["data"]["role_id"]
-    secret_id = root.auth.approle.generate_secret_id("jobs")["data"]["secret_id"]
+    admin = openbao_admin()
+    role_id = admin.auth.approle.read_role_id("jobs")["data"]["role_id"]
+    secret_id = admin.auth.approle.generate_secret_id("jobs")["data"]["secret_id"]
     job = _bao()
     job.auth.approle.login(role_id=role_id, secret_id=secret_id)
     secret = job.secrets.kv.v2.read_secret_version(
@@ -248,8 +289,7 @@ def test_job_logins_are_capped_and_bound_by_openbao() -> None:
     OpenBao caps it: none without expiry or longer than openbao_jobs_secret_id_ttl, none
     with unlimited uses or more than the cap, none used beyond its uses, none from outside
     the lab's networks (openbao_jobs_bound_cidrs, the sandbox's subnet)."""
-    root = _bao(credentials()["openbao_root_token"])
-    role = root.auth.approle.read_role("jobs")["data"]
+    role = openbao_admin().auth.approle.read_role("jobs")["data"]
     subnet = hostvars("head")["sandbox_subnet"]
     assert role["secret_id_bound_cidrs"] == role["token_bound_cidrs"] == [subnet]
     launcher = _bao()

@@ -18,7 +18,13 @@ import requests
 
 from tests.inventory import container, hosts
 from tests.playbook import SANDBOX_INVENTORY, PlaybookRun, run_playbook
-from tests.services import ca_file, credentials, endpoint, leaked_secrets, secret_values
+from tests.services import (
+    ca_file,
+    endpoint,
+    leaked_secrets,
+    openbao_admin,
+    secret_values,
+)
 
 _SCAN = "/root/.labstack-secret-scan"
 
@@ -49,9 +55,7 @@ def rerun_after_restart() -> PlaybookRun:
 def test_a_rerun_unseals_a_restarted_openbao(rerun_after_restart: PlaybookRun) -> None:
     assert rerun_after_restart.returncode == 0, rerun_after_restart.output
     assert not _bao().sys.is_sealed()
-    client = _bao()
-    client.token = credentials()["openbao_root_token"]
-    secret = client.secrets.kv.v2.read_secret_version(
+    secret = openbao_admin().secrets.kv.v2.read_secret_version(
         "labstack/jobs/workload", raise_on_deleted_version=True
     )
     assert secret["data"]["data"]["AWS_ACCESS_KEY_ID"] == "jobs"
