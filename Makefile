@@ -405,3 +405,17 @@ images-test: venv $(MINIO_BIN) images ## the images run for real: the demo, torc
 # OpenBao 15 s, MinIO 10 s (its binary is make's, compiled once), saving
 # them for the nodes 1 min.
 test: lint unit charts infra k8s e2e ## lint, unit, chart, infra, Kubernetes and end-to-end tests (not images-test)
+
+# ----------------------------------------------------------------- benchmarks
+# Figures and ratios measured side by side in one run (benchmarks/), on real
+# local MinIO and MLflow servers; no sandbox needed. bench-deploy recreates
+# the sandbox (its containers and whatever was deployed in them are lost).
+.PHONY: bench bench-deploy
+bench: venv $(MINIO_BIN) ## benchmarks: data, kernels, tracking; one table at the end
+	$(PY) -m benchmarks
+
+# What site.yml needs on fresh nodes: make lab's prerequisites, none of its runs.
+DEPLOY_INPUTS := images-node $(VAULT_PASSWORD_FILE) $(LABSTACK_KUBE_NODE_SECCOMP) $(MINIO_BIN) \
+	$(HELM_BIN) $(WHEELHOUSE)/.complete kube-binaries kube-images images-training
+bench-deploy: venv $(DEPLOY_INPUTS) ## cold site.yml vs its re-run (RECREATES the sandbox)
+	$(PY) -m benchmarks.deploy

@@ -1,20 +1,24 @@
 """Training step time: no logging vs async batched logging vs synchronous `log_metric` per call.
 
 Goal: async batched logging costs < 2% over no logging. The synchronous ratio
-is reported. Real `mlflow server` (artifacts in a real MinIO) on loopback: the
-server shares this machine's cores with the training loop, unlike a real lab.
+is reported. The three run interleaved, REPEATS rounds; each figure is printed
+as the median and the min..max over the rounds (the overhead per round: that
+round's async time over its no-logging time). A real `mlflow server` in its own
+process (artifacts in a real MinIO) on loopback: it shares this machine's cores
+with the training loop, unlike a real lab.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from pathlib import Path
 
 import torch
-from common import median_seconds, minio_binary, minio_server, mlflow_server
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from benchmarks.common import Row, minio_binary, minio_server, mlflow_server, seconds
 from workload.model import SmallCNN
 from workload.s3 import S3Settings, ensure_bucket, make_client
 from workload.tracking import Tracker
@@ -22,7 +26,7 @@ from workload.tracking import Tracker
 STEPS, REPEATS, METRICS_PER_STEP = 200, 5, 3
 
 
-def main() -> None:
+def main() -> list[Row]:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = SmallCNN(4)
@@ -71,24 +75,47 @@ def main() -> None:
                             client.log_metric(run_id, key, value, step=k)
 
                 no_logging()  # warm up
-                results = {"none": [], "async": [], "sync": []}
+                per_step: dict[str, list[float]] = {"none": [], "async": [], "sync": []}
                 for _ in range(REPEATS):  # interleaved, so drift hits all three alike
-                    results["none"].append(median_seconds(no_logging, 1))
-                    results["async"].append(median_seconds(async_batched, 1))
-                    results["sync"].append(median_seconds(synchronous, 1))
+                    for mode, func in (
+                        ("none", no_logging), ("async", async_batched), ("sync", synchronous)
+                    ):  # fmt: skip
+                        per_step[mode] += [t / STEPS for t in seconds(func, 1)]
                 tracker.finish("FINISHED")
-                med = {k: sorted(v)[len(v) // 2] / STEPS for k, v in results.items()}
-                print(f"{STEPS} steps x {REPEATS} rounds, {METRICS_PER_STEP} metrics per step")
-                print(f"no logging            {med['none'] * 1e3:7.2f} ms/step")
-                print(
-                    f"async batched logging {med['async'] * 1e3:7.2f} ms/step  "
-                    f"overhead {100 * (med['async'] / med['none'] - 1):+.1f}% (goal < 2%)"
-                )
-                print(
-                    f"sync log_metric       {med['sync'] * 1e3:7.2f} ms/step  "
-                    f"x{med['sync'] / med['none']:.2f} the step time"
-                )
+    return report(per_step)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """median [min..max]"""
+    parts = [statistics.median(values), min(values), max(values)]
+    return "{} [{}..{}]".format(*(format(v, fmt) for v in parts))
+
+
+def report(per_step: dict[str, list[float]]) -> list[Row]:
+    none = per_step["none"]
+    ms = {mode: [t * 1e3 for t in times] for mode, times in per_step.items()}
+    overhead = [100 * (a / n - 1) for a, n in zip(per_step["async"], none, strict=True)]
+    sync_x = [s / n for s, n in zip(per_step["sync"], none, strict=True)]
+    print(f"{STEPS} steps x {REPEATS} rounds, {METRICS_PER_STEP} metrics per step")
+    print("ms/step and ratios: median [min..max] over the rounds")
+    print(f"no logging            {spread(ms['none'], '.2f')} ms/step")
+    print(f"async batched logging {spread(ms['async'], '.2f')} ms/step")
+    print(f"  overhead            {spread(overhead, '+.1f')} % (goal < 2%)")
+    print(f"sync log_metric       {spread(ms['sync'], '.2f')} ms/step")
+    print(f"  the step time       x{spread(sync_x, '.2f')}")
+    med = statistics.median
+    return [
+        Row("tracking", "no logging, per step", f"{med(ms['none']):.2f} ms"),
+        Row("tracking", "async batched logging", f"{med(ms['async']):.2f} ms",
+            f"{1 + med(overhead) / 100:.2f}", "no logging"),
+        Row("tracking", "  overhead", f"{med(overhead):+.1f}%",
+            note=f"range {min(overhead):+.1f}..{max(overhead):+.1f} (< 2%)"),
+        Row("tracking", "sync log_metric per call", f"{med(ms['sync']):.2f} ms",
+            f"{med(sync_x):.2f}", f"no logging; {min(sync_x):.1f}..{max(sync_x):.1f}"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks.common import print_table
+
+    print_table(main())
