@@ -347,7 +347,9 @@ sandbox: venv images-node $(VAULT_PASSWORD_FILE) $(LABSTACK_KUBE_NODE_SECCOMP) #
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox.yml -e sandbox_node_image=$(NODE_IMAGE)
 
 .PHONY: lab
-lab: sandbox $(MINIO_BIN) $(HELM_BIN) $(WHEELHOUSE)/.complete kube-binaries kube-images images-training ## build what is missing, deploy site.yml to the sandbox, print the summary
+# What site.yml needs besides the nodes (make lab, make bench-deploy).
+DEPLOY_INPUTS := $(MINIO_BIN) $(HELM_BIN) $(WHEELHOUSE)/.complete kube-binaries kube-images images-training
+lab: sandbox $(DEPLOY_INPUTS) ## build what is missing, deploy site.yml to the sandbox, print the summary
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/site.yml
 	$(ANSIBLE_PLAYBOOK) -i $(SANDBOX_INVENTORY) ansible/sandbox-images.yml
 	$(PY) -m workload.lab -i $(SANDBOX_INVENTORY) --kubectl $(LABSTACK_KUBECTL_BIN)
@@ -414,8 +416,5 @@ test: lint unit charts infra k8s e2e ## lint, unit, chart, infra, Kubernetes and
 bench: venv $(MINIO_BIN) ## benchmarks: data, kernels, tracking; one table at the end
 	$(PY) -m benchmarks
 
-# What site.yml needs on fresh nodes: make lab's prerequisites, none of its runs.
-DEPLOY_INPUTS := images-node $(VAULT_PASSWORD_FILE) $(LABSTACK_KUBE_NODE_SECCOMP) $(MINIO_BIN) \
-	$(HELM_BIN) $(WHEELHOUSE)/.complete kube-binaries kube-images images-training
-bench-deploy: venv $(DEPLOY_INPUTS) ## cold site.yml vs its re-run (RECREATES the sandbox)
+bench-deploy: venv images-node $(VAULT_PASSWORD_FILE) $(LABSTACK_KUBE_NODE_SECCOMP) $(DEPLOY_INPUTS) ## cold site.yml vs its re-run (RECREATES the sandbox)
 	$(PY) -m benchmarks.deploy
