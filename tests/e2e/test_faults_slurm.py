@@ -161,8 +161,10 @@ def _node_state(name: str) -> str:
 
 
 def test_a_lost_node_requeues_the_job_which_resumes_exactly_on_another() -> None:
-    job = _submit("node-lost", 60, 10)
-    wait_step(job.run_id, 15)
+    # A checkpoint at 20 and the next at 40: the node dies between, after MLflow has
+    # steps past 20 (the job runs a few seconds ahead of what MLflow shows).
+    job = _submit("node-lost", 60, 20)
+    wait_step(job.run_id, 25)
     lost = on_head("squeue", "-h", "-j", job.job_id, "-o", "%N").strip()
     assert lost in hosts("slurm_compute"), lost
     # The node dies as in a power loss: slurmd stops answering, the job's processes end.
