@@ -134,8 +134,9 @@ def _login(client: Any, params: dict, result: dict) -> bool:
         raise ValueError(
             f"the admin login (admin_username) was refused ({error}) and there is "
             "no working root token: make one with the unseal keys (`bao operator "
-            "generate-root`, see the README) and put it in the credentials file as "
-            "openbao_root_token; the next run configures with it, then revokes it"
+            "generate-root`; without a working admin login, turn on the unauthenticated "
+            "one first: README, OpenBao's emergency) and put it in the credentials file "
+            "as openbao_root_token; the next run configures with it, then revokes it"
         ) from None
     return False
 
