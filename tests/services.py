@@ -16,7 +16,7 @@ import hvac
 import yaml
 
 from tests.inventory import hosts, hostvars
-from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY
+from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, load_filter_plugin
 
 _BIN = Path(sys.executable).parent
 VAULT_CLIENT = ANSIBLE_DIR / "vault-password-client.py"
@@ -81,6 +81,12 @@ def secret_values() -> list[str]:
             yield str(value)
 
     values = list(walk(credentials()))
+    # Derived: the bearer token Prometheus reads MinIO's metrics with.
+    values.append(
+        load_filter_plugin("monitoring").labstack_minio_metrics_token(
+            credentials()["minio_prometheus_secret_key"], "prometheus"
+        )
+    )
     password_file = os.environ.get("LABSTACK_VAULT_PASSWORD_FILE")
     if password_file:
         values.append(Path(password_file).read_text(encoding="utf-8").strip())

@@ -14,20 +14,25 @@ from pathlib import Path
 import requests
 
 # name, inventory group, container port, health path, the CA its TLS
-# certificate verifies against (INVENTORY/.generated/pki/NAME.crt)
+# certificate verifies against (INVENTORY/.generated/pki/NAME.crt), and the
+# HTTP status a healthy one answers without a login (Prometheus asks for its
+# login on every path: 401 is its healthy answer to a stranger)
 _SERVICES = [
-    ("MinIO S3 API", "storage", 9000, "/minio/health/cluster", "ca"),
-    ("MinIO console", "storage", 9001, "/", "ca"),
-    ("MLflow", "tracking", 5000, "/health", "ca"),
-    ("OpenBao", "secrets", 8200, "/v1/sys/health", "ca"),
-    ("Kubernetes API", "kube_control_plane", 6443, "/readyz", "kubernetes-ca"),
+    ("MinIO S3 API", "storage", 9000, "/minio/health/cluster", "ca", 200),
+    ("MinIO console", "storage", 9001, "/", "ca", 200),
+    ("MLflow", "tracking", 5000, "/health", "ca", 200),
+    ("OpenBao", "secrets", 8200, "/v1/sys/health", "ca", 200),
+    ("Prometheus", "monitoring", 9090, "/-/healthy", "ca", 401),
+    ("Kubernetes API", "kube_control_plane", 6443, "/readyz", "kubernetes-ca", 200),
 ]
 _WHERE = {
-    "MinIO S3 API": "minio_root_user / minio_root_password; service users mlflow, jobs, curator",
+    "MinIO S3 API": "minio_root_user / minio_root_password; "
+    "service users mlflow, jobs, curator, prometheus",
     "MinIO console": "as the S3 API",
     "MLflow": "user admin, mlflow_admin_password; user jobs, mlflow_jobs_password",
-    "OpenBao": "openbao_root_token, openbao_unseal_keys; "
+    "OpenBao": "openbao_unseal_keys; userpass labstack-admin, openbao_admin_password; "
     "userpass launcher, openbao_launcher_password",
+    "Prometheus": "user admin, prometheus_admin_password",
 }
 
 
@@ -51,12 +56,12 @@ def _published(hostvars: dict, port: int) -> str | None:
     return None
 
 
-def _health(url: str, ca: Path) -> str:
+def _health(url: str, ca: Path, healthy: int) -> str:
     try:
         answer = requests.get(url, verify=str(ca) if ca.is_file() else True, timeout=10)
     except requests.RequestException as error:
         return f"unreachable ({type(error).__name__})"
-    return "ok" if answer.status_code == 200 else f"HTTP {answer.status_code}"
+    return "ok" if answer.status_code == healthy else f"HTTP {answer.status_code}"
 
 
 def services(inventory: Path, data: dict) -> list[Service]:
@@ -64,7 +69,7 @@ def services(inventory: Path, data: dict) -> list[Service]:
     generated = inventory / ".generated"
     where = f"{inventory / 'credentials.yml'} (ansible-vault view)"
     found: list[Service] = []
-    for name, group, port, path, ca in _SERVICES:
+    for name, group, port, path, ca, healthy in _SERVICES:
         members = data.get(group, {}).get("hosts", [])
         if not members:
             continue
@@ -76,7 +81,7 @@ def services(inventory: Path, data: dict) -> list[Service]:
             if group == "kube_control_plane"
             else f"{where}: {_WHERE[name]}"
         )
-        health = _health(url + path, generated / "pki" / f"{ca}.crt")
+        health = _health(url + path, generated / "pki" / f"{ca}.crt", healthy)
         found.append(Service(name, url, health, credentials))
     return found
 

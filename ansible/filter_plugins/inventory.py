@@ -1,9 +1,9 @@
 """Filters the inventory validation play uses (roles/inventory_check).
 
-Groups: some groups every site needs (storage, tracking, secrets); the
-compute layers (Slurm, Kubernetes) are asked for by giving hosts to any of
-their groups, and then need hosts in all of them. A site asks for one layer,
-the other, or both, never neither.
+Groups: some groups every site needs (storage, tracking, secrets,
+monitoring); the compute layers (Slurm, Kubernetes) are asked for by giving
+hosts to any of their groups, and then need hosts in all of them. A site asks
+for one layer, the other, or both, never neither.
 
 Every variable an inventory sets must be declared by some role's
 meta/argument_specs.yml: a name no role declares is a typo or a leftover, and

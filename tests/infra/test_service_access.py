@@ -166,6 +166,15 @@ def test_curator_cannot_touch_mlflow() -> None:
     _denied(lambda: _user("curator").put_object("mlflow", "x", io.BytesIO(b"x"), 1))
 
 
+def test_prometheus_user_reads_no_object(dataset_object: str) -> None:
+    import io
+
+    user = _user("prometheus")
+    _denied(lambda: user.get_object("datasets", dataset_object))
+    _denied(lambda: list(user.list_objects("mlflow")))
+    _denied(lambda: user.put_object("mlflow", "x", io.BytesIO(b"x"), 1))
+
+
 def test_a_published_dataset_version_cannot_be_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

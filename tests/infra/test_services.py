@@ -1,7 +1,8 @@
 # pyright: reportAttributeAccessIssue=false, reportCallIssue=false
 # (testinfra builds its modules, host.service, host.socket ..., at run time)
-"""MinIO, PostgreSQL, MLflow and OpenBao as deployed in the sandbox: running,
-listening only where expected, TLS that verifies against the lab's CA."""
+"""MinIO, PostgreSQL, MLflow, OpenBao, Slurm, Kubernetes and monitoring as
+deployed in the sandbox: running, listening only where expected, TLS that
+verifies against the lab's CA."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ SERVICES = [
     ("kube_node", "kubelet", {"*:10250", "127.0.0.1:10248"}),
     ("kube_node", "kube-proxy", {"127.0.0.1:10249", "127.0.0.1:10256"}),
     ("kube_node", "containerd", {"127.0.0.1:10010"}),
+    # Monitoring: every node's exporter; Prometheus and Alertmanager (no
+    # gossip port: one Alertmanager).
+    ("all", "prometheus-node-exporter", {"*:9100"}),
+    ("monitoring", "prometheus", {"*:9090"}),
+    ("monitoring", "prometheus-alertmanager", {"*:9093"}),
 ]
 # (host group, container port, health path, expected body or None)
 HEALTH = [

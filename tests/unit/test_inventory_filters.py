@@ -62,8 +62,14 @@ LAYERS = {
     "Slurm": ["slurm_controller", "slurm_dbd", "slurm_compute"],
     "Kubernetes": ["kube_control_plane", "kube_node"],
 }
-REQUIRED = ["storage", "tracking", "secrets"]
-SERVICES = {"all": [], "storage": ["storage"], "tracking": ["head"], "secrets": ["head"]}
+REQUIRED = ["storage", "tracking", "secrets", "monitoring"]
+SERVICES = {
+    "all": [],
+    "storage": ["storage"],
+    "tracking": ["head"],
+    "secrets": ["head"],
+    "monitoring": ["head"],
+}
 SLURM = {"slurm_controller": ["head"], "slurm_dbd": ["head"], "slurm_compute": ["gpu1", "gpu2"]}
 KUBERNETES = {"kube_control_plane": ["kube-cp"], "kube_node": ["kube-gpu1", "kube-gpu2"]}
 
