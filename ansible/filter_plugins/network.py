@@ -17,6 +17,11 @@ def labstack_nth_address(network: str, index: int) -> str:
     return str(net.network_address + index)
 
 
+def labstack_in_network(address: str, network: str) -> bool:
+    """Whether ADDRESS lies in NETWORK (ADDRESS/PREFIX)."""
+    return ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=True)
+
+
 def labstack_cidr_errors(cidrs: Any, variable: str) -> list[str]:
     """What is wrong with VARIABLE, a list of networks (ADDRESS/PREFIX) that must not be
     empty: [] when nothing is."""
@@ -35,5 +40,6 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labstack_nth_address": labstack_nth_address,
+            "labstack_in_network": labstack_in_network,
             "labstack_cidr_errors": labstack_cidr_errors,
         }

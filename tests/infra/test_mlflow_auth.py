@@ -1,6 +1,7 @@
 """MLflow's users live in PostgreSQL (beside its runs, in the lab's one
 database server), and a changed mlflow_admin_password takes effect on the next
-site.yml: the new one logs in, the old one is refused, nothing else is lost."""
+run of its layers (tracking, secrets): the new one logs in, the old one is
+refused, nothing else is lost."""
 
 from __future__ import annotations
 
@@ -77,13 +78,15 @@ def _drop_credential(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def rotated() -> tuple[str, str, list[str]]:
-    """(old password, new password, experiments before) around a site.yml run
-    that follows the removal of mlflow_admin_password from the credentials."""
+    """(old password, new password, experiments before) around a run of the
+    layers that use it, tracking and secrets (site.yml runs them the same way),
+    after the removal of mlflow_admin_password from the credentials."""
     old = credentials()["mlflow_admin_password"]
     before = _experiments(old)
     _drop_credential("mlflow_admin_password")
-    run = run_playbook("site.yml")
-    assert run.returncode == 0, run.output[-6000:]
+    for layer in ("playbooks/tracking.yml", "playbooks/secrets.yml"):
+        run = run_playbook(layer)
+        assert run.returncode == 0, run.output[-6000:]
     new = credentials()["mlflow_admin_password"]
     assert new != old
     return old, new, before

@@ -64,6 +64,7 @@ def test_create_then_remove_only_the_sandbox(tmp_path: Path, foreign: dict[str, 
         # while the lab still needs them).
         "sandbox_subnet": "172.30.1.0/24",
         "sandbox_ip_range": "172.30.1.128/25",
+        "sandbox_gateway": "172.30.1.1",
         "sandbox_host_sysctls": {},
     }
     with (inventory / "group_vars/all/sandbox.yml").open("a") as extra:

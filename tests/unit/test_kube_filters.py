@@ -22,6 +22,14 @@ def test_nth_address(cidr: str, index: int, address: str) -> None:
     assert network.labstack_nth_address(cidr, index) == address
 
 
+@pytest.mark.parametrize(
+    ("address", "cidr", "inside"),
+    [("172.30.0.1", "172.30.0.0/24", True), ("172.30.0.1", "172.30.0.128/25", False)],
+)
+def test_in_network(address: str, cidr: str, inside: bool) -> None:
+    assert network.labstack_in_network(address, cidr) is inside
+
+
 @pytest.mark.parametrize(("cidr", "index"), [("10.215.0.0/30", 3), ("10.215.0.0/30", 0)])
 def test_nth_address_outside_the_network_is_refused(cidr: str, index: int) -> None:
     with pytest.raises(ValueError, match=f"{cidr} has no address number {index}"):
