@@ -1,13 +1,15 @@
 """Cold site.yml deployment vs its idempotent re-run, side by side, in all
 and per layer (each playbook site.yml imports: storage, tracking, slurm,
-kubernetes, ...).
+kubernetes, ...), and the re-run with Mitogen (ansible.cfg's strategy) vs
+Ansible's own `linear` strategy, the one a user gets without it.
 
     .venv/bin/python -m benchmarks.deploy [--rounds N]
 
 Recreates the sandbox (its containers are removed: whatever was deployed
-in them is lost), then per round: a cold site.yml on fresh nodes, and the
-re-run right after it. Prints both times per layer and in all, and
-re-run / cold (goal < 0.20).
+in them is lost), then per round: a cold site.yml on fresh nodes, the
+re-run right after it, and a re-run with ANSIBLE_STRATEGY=linear. Prints
+the times per layer and in all, re-run / cold (goal <= 0.15) and linear /
+Mitogen.
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def _timed_site() -> tuple[float, dict[str, float]]:
-    """Wall time of one site.yml run, and the time of each layer's plays."""
+def _timed_site(strategy: str = "") -> tuple[float, dict[str, float]]:
+    """Wall time of one site.yml run, and the time of each layer's plays;
+    STRATEGY, if given, instead of ansible.cfg's."""
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        **({"ANSIBLE_STRATEGY": strategy} if strategy else {}),
     }
     command = [str(_BIN / "ansible-playbook"), "-i", str(SANDBOX_INVENTORY)]
     start = time.perf_counter()
@@ -79,6 +83,19 @@ def _sandbox(*args: str) -> None:
         sys.exit(f"sandbox.yml {' '.join(args)} failed:\n{run.output[-3000:]}")
 
 
+_HEADER = ("layer", "cold s", "re-run s", "linear s", "re-run/cold", "linear/re-run")
+_WIDTHS = (-12, 8, 10, 10, 13, 15)
+
+
+def _row(*cells: str) -> None:
+    print(
+        "".join(
+            f"{cell:<{-w}}" if w < 0 else f"{cell:>{w}}"
+            for cell, w in zip(cells, _WIDTHS, strict=True)
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=1, help="cold + re-run pairs to measure")
@@ -87,22 +104,31 @@ def main() -> None:
         parser.error("--rounds must be at least 1")
     cold: list[tuple[float, dict[str, float]]] = []
     rerun: list[tuple[float, dict[str, float]]] = []
+    linear: list[tuple[float, dict[str, float]]] = []
     for round_ in range(1, rounds + 1):
         _sandbox("-e", "sandbox_state=absent")
         _sandbox()
         cold.append(_timed_site())
         rerun.append(_timed_site())
-        print(f"round {round_}: cold {cold[-1][0]:.1f} s, re-run {rerun[-1][0]:.1f} s")
-    print(f"{'layer':<16}{'cold s':>10}{'re-run s':>10}{'re-run/cold':>13}")
-    for layer in dict.fromkeys(_layers(ANSIBLE_DIR / "site.yml")):
-        cold_s = statistics.median(times[layer] for _, times in cold)
-        rerun_s = statistics.median(times[layer] for _, times in rerun)
-        print(f"{layer:<16}{cold_s:>10.1f}{rerun_s:>10.1f}{rerun_s / cold_s:>13.2f}")
-    cold_s = statistics.median(total for total, _ in cold)
-    rerun_s = statistics.median(total for total, _ in rerun)
-    print(
-        f"{'site.yml':<16}{cold_s:>10.1f}{rerun_s:>10.1f}{rerun_s / cold_s:>13.2f}   (goal < 0.20)"
-    )
+        linear.append(_timed_site("linear"))
+        print(
+            f"round {round_}: cold {cold[-1][0]:.1f} s, re-run {rerun[-1][0]:.1f} s, "
+            f"re-run with linear {linear[-1][0]:.1f} s"
+        )
+    _row(*_HEADER)
+    runs = (cold, rerun, linear)
+    for layer in [*dict.fromkeys(_layers(ANSIBLE_DIR / "site.yml")), "site.yml"]:
+        cold_s, rerun_s, linear_s = (
+            statistics.median(
+                total if layer == "site.yml" else times[layer] for total, times in kind
+            )
+            for kind in runs
+        )
+        _row(
+            layer, f"{cold_s:.1f}", f"{rerun_s:.1f}", f"{linear_s:.1f}",
+            f"{rerun_s / cold_s:.2f}", f"{linear_s / rerun_s:.2f}",
+        )  # fmt: skip
+    print("goal: re-run/cold <= 0.15")
 
 
 if __name__ == "__main__":

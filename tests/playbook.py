@@ -64,6 +64,8 @@ def run_playbook(
 
 # Container names no sandbox uses: the hosts of an offline inventory.
 _ABSENT_PREFIX = "labstack-absent-"
+# The sandbox inventory's source that makes each host's ansible_host.
+_ADDRESSES = "sandbox-addresses.yml"
 
 
 def _var_files(inventory: Path) -> list[Path]:
@@ -110,11 +112,12 @@ def offline_inventory(tmp_path: Path, extra: str = "") -> Path:
         document = yaml.safe_load(path.read_text()) or {}
         prefix = document.get("sandbox_container_prefix", _ABSENT_PREFIX)
         assert prefix == _ABSENT_PREFIX, f"{path} sets sandbox_container_prefix {prefix}"
-        for address in _ansible_hosts(document):
-            assert str(address).startswith("{{ sandbox_container_prefix }}"), (
-                f"{path} sets ansible_host {address}: an offline host must be a container "
-                f"named {_ABSENT_PREFIX}HOST"
-            )
+        assert not _ansible_hosts(document), (
+            f"{path} sets ansible_host: an offline host must be the container "
+            f"{_ABSENT_PREFIX}HOST, its address composed by {_ADDRESSES}"
+        )
+    composed = yaml.safe_load((inventory / _ADDRESSES).read_text())["compose"]
+    assert composed == {"ansible_host": "sandbox_container_prefix ~ inventory_hostname"}, composed
     return inventory
 
 

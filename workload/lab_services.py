@@ -100,7 +100,7 @@ def launcher_config(inventory: Path, data: dict) -> str:
     controller = first("slurm_controller")
     cvars = hostvars.get(controller, {})
     user = cvars.get("common_service_user", "labstack")
-    if cvars.get("ansible_connection") == "community.docker.docker":
+    if cvars.get("ansible_connection") in ("docker", "community.docker.docker"):
         container = cvars.get("sandbox_container_prefix", "") + controller
         login = ["docker", "exec", "-i", "-u", user, container]
     else:
