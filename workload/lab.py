@@ -185,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         f"labstack CLI: export LABSTACK_CONFIG={config.resolve()} "
         "(no secrets in it; see README, 'Submitting runs')"
     )
+    Console().print(
+        "Keep offline, apart from the lab (no backup can be read without them): "
+        f"{(args.inventory / 'credentials.yml').resolve()} and its vault password, "
+        f"and the CA in {(args.inventory / '.generated' / 'pki').resolve()}"
+    )
     healthy = (
         all(node.healthy for node in found)
         and all(s.healthy for s in running)

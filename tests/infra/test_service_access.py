@@ -175,6 +175,24 @@ def test_prometheus_user_reads_no_object(dataset_object: str) -> None:
     _denied(lambda: user.put_object("mlflow", "x", io.BytesIO(b"x"), 1))
 
 
+def test_only_the_backup_user_reaches_the_backups(dataset_object: str) -> None:
+    import io
+
+    backup = _user("backup")
+    name = f"infra-test/{uuid.uuid4().hex}"
+    backup.put_object("backups", name, io.BytesIO(b"b"), 1)
+    try:
+        for other in ("jobs", "mlflow", "curator", "prometheus"):
+            _denied(lambda other=other: _user(other).get_object("backups", name))
+            _denied(lambda other=other: list(_user(other).list_objects("backups")))
+            _denied(lambda other=other: _user(other).remove_object("backups", name))
+    finally:
+        backup.remove_object("backups", name)
+    _denied(lambda: backup.get_object("datasets", dataset_object))
+    _denied(lambda: list(backup.list_objects("mlflow")))
+    _denied(lambda: backup.put_object("mlflow", name, io.BytesIO(b"b"), 1))
+
+
 def test_a_published_dataset_version_cannot_be_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
