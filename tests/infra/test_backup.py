@@ -1,15 +1,19 @@
-"""PostgreSQL's backups (the backup layer, pgBackRest): every WAL segment and
-every backup lands in the backup bucket, encrypted; a backup records its
-success where Prometheus reads it (BackupStale); playbooks/restore.yml brings
-the database back to a moment before a deliberate loss."""
+"""The backup layer: PostgreSQL's WAL and backups (pgBackRest), OpenBao's raft
+snapshots and Slurm's accounting dumps all land in the backup bucket,
+encrypted; each records its success where Prometheus reads it (BackupStale);
+the snapshot login can do nothing else; playbooks/restore.yml brings the
+database back to a moment before a deliberate loss."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 import uuid
 
+import hvac
+import hvac.exceptions
 import pytest
 import urllib3
 from minio import Minio
@@ -19,6 +23,7 @@ from testinfra.host import Host
 from tests.inventory import hosts
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
 from tests.services import ca_file, credentials, endpoint
+from tests.slurm import controller_name, sbatch, slurm_setting
 
 _REPOSITORY = "pgbackrest/"
 
@@ -75,27 +80,139 @@ def test_wal_and_backups_are_in_the_bucket_and_unreadable_without_the_passphrase
         head.check_output(f"rm -f {fetched}")
 
 
-def test_a_backup_records_its_success_for_prometheus(head: Host) -> None:
+# Each backup: (its group, the unit that takes one, its name for Prometheus).
+_BACKUPS = [
+    ("tracking", "labstack-pgbackrest@diff.service", "postgres"),
+    ("secrets", "labstack-dump-openbao.service", "openbao"),
+    ("slurm_dbd", "labstack-dump-slurm-accounting.service", "slurm-accounting"),
+]
+
+
+@pytest.mark.parametrize(("group", "unit", "name"), _BACKUPS, ids=[b[2] for b in _BACKUPS])
+def test_a_backup_records_its_success_for_prometheus(
+    nodes: dict[str, Host], group: str, unit: str, name: str
+) -> None:
+    node = nodes[hosts(group)[0]]
     before = int(time.time())
-    head.check_output("systemctl start labstack-pgbackrest@diff.service")
-    recorded = "/var/lib/prometheus/node-exporter/backup-postgres.prom"
-    assert head.check_output(f"stat -c %a {recorded}") == "644"
-    content = head.check_output(f"cat {recorded}")
+    node.check_output(f"systemctl start {unit}")
+    recorded = f"/var/lib/prometheus/node-exporter/backup-{name}.prom"
+    assert node.check_output(f"stat -c %a {recorded}") == "644"
+    content = node.check_output(f"cat {recorded}")
     stamp = re.search(
-        r'^labstack_backup_last_success_timestamp_seconds\{backup="postgres"\} (\d+)$',
+        rf'^labstack_backup_last_success_timestamp_seconds\{{backup="{name}"\}} (\d+)$',
         content,
         re.MULTILINE,
     )
     assert stamp, content
     assert int(stamp[1]) >= before
-    assert 'labstack_backup_max_age_seconds{backup="postgres"} 93600' in content
+    assert f'labstack_backup_max_age_seconds{{backup="{name}"}} 93600' in content
 
 
-def test_the_timers_are_scheduled(head: Host) -> None:
-    for kind in ("full", "diff"):
-        timer = f"labstack-pgbackrest-{kind}.timer"
-        assert head.check_output(f"systemctl is-enabled {timer}") == "enabled"
-        assert head.check_output(f"systemctl is-active {timer}") == "active"
+@pytest.mark.parametrize(
+    ("group", "timer"),
+    [
+        ("tracking", "labstack-pgbackrest-full.timer"),
+        ("tracking", "labstack-pgbackrest-diff.timer"),
+        ("secrets", "labstack-dump-openbao.timer"),
+        ("slurm_dbd", "labstack-dump-slurm-accounting.timer"),
+    ],
+)
+def test_the_timers_are_scheduled(nodes: dict[str, Host], group: str, timer: str) -> None:
+    node = nodes[hosts(group)[0]]
+    assert node.check_output(f"systemctl is-enabled {timer}") == "enabled"
+    assert node.check_output(f"systemctl is-active {timer}") == "active"
+
+
+def _dumps(name: str) -> list[str]:
+    """NAME's dumps in the backup bucket, oldest first."""
+    listed = _root().list_objects("backups", prefix=f"{name}/", recursive=True)
+    return sorted(str(o.object_name) for o in listed)
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "words", "check"),
+    [
+        # A raft snapshot is a gzipped tar of OpenBao's state and its checksums
+        # (compressed: no words to look for in the bucket).
+        ("secrets", "openbao", [], "tar -tzf {} | grep -qx state.bin"),
+        # Slurm's accounting tables, with this cluster's registration.
+        (
+            "slurm_dbd",
+            "slurm-accounting",
+            [b"CREATE TABLE", b"cluster_table", b"slurm_acct_db"],
+            "grep -q 'INSERT INTO `cluster_table`' {}",
+        ),
+    ],
+    ids=["openbao", "slurm-accounting"],
+)
+def test_a_dump_is_ciphertext_in_the_bucket_and_decrypts_to_the_service_data(
+    nodes: dict[str, Host], group: str, name: str, words: list[bytes], check: str
+) -> None:
+    node = nodes[hosts(group)[0]]
+    node.check_output(f"systemctl start labstack-dump-{name}.service")
+    newest = _dumps(name)[-1]
+    assert re.fullmatch(rf"{name}/{name}-\d{{8}}T\d{{6}}Z\.enc", newest), newest
+    # With the passphrase on the node, the dump is the service's data.
+    fetched = f"/root/fetched-{name}"
+    try:
+        assert node.check_output(f"labstack-dump fetch {name} '' {fetched}") == newest
+        assert node.check_output(f"stat -c %a {fetched}") == "600"
+        assert node.run(check.format(fetched)).rc == 0, f"{check} failed on {newest}"
+        plain = node.run(f"head -c 64 {fetched}").stdout_bytes
+    finally:
+        node.check_output(f"rm -f {fetched}")
+    # The attack: read the bucket as whoever holds it. OpenSSL's format (the
+    # header, 8 bytes of salt), then nothing of the plain dump.
+    stored = _root().get_object("backups", newest).read()
+    assert stored.startswith(b"Salted__"), f"{newest} is not encrypted"
+    assert len(plain) == 64
+    assert plain[:16] not in stored
+    assert [word for word in words if word in stored] == []
+    # What is not a dump of ours is refused, and leaves no partial file behind.
+    forged = f"{name}/{name}-19700101T000000Z.enc"
+    _root().put_object("backups", forged, io.BytesIO(b"Salted__forged"), 14)
+    try:
+        refused = node.run(f"labstack-dump fetch {name} {forged} {fetched}")
+    finally:
+        _root().remove_object("backups", forged)
+    assert refused.rc == 1, refused.stdout + refused.stderr
+    assert f"{forged} could not be fetched and decrypted" in refused.stderr
+    assert node.run(f"test -e {fetched}").rc == 1
+    other = node.run(f"labstack-dump fetch {name} elsewhere/x.enc {fetched}")
+    assert other.rc == 2
+    assert f"elsewhere/x.enc is not a dump of {name}" in other.stderr
+
+
+def test_a_dump_keeps_the_newest_and_deletes_the_older(nodes: dict[str, Host]) -> None:
+    node = nodes[hosts("secrets")[0]]
+    dump = "labstack-dump backup openbao 2 /etc/labstack/backup/openbao.dump"
+    for _ in range(3):
+        time.sleep(1)  # dumps are named by the second
+        node.check_output(dump)
+    kept = _dumps("openbao")
+    assert len(kept) == 2, kept
+    assert node.run("labstack-dump backup openbao 0 /bin/true").rc == 2
+
+
+def test_the_snapshot_login_takes_snapshots_and_nothing_else() -> None:
+    bao = hvac.Client(url=f"https://{endpoint(hosts('secrets')[0], 8200)}", verify=str(ca_file()))
+    bao.auth.userpass.login("snapshot", credentials()["openbao_snapshot_password"])
+    snapshot = bao.sys.take_raft_snapshot()
+    assert snapshot.status_code == 200
+    assert snapshot.content[:2] == b"\x1f\x8b"  # gzip
+    # The attacks: read a secret, list or change policies, restore a snapshot.
+    with pytest.raises(hvac.exceptions.Forbidden):
+        bao.secrets.kv.v2.read_secret_version("labstack/admin/minio", raise_on_deleted_version=True)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        bao.sys.list_acl_policies()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        bao.sys.create_or_update_acl_policy(
+            "labstack-snapshot", 'path "*" { capabilities = ["sudo"] }'
+        )
+    with pytest.raises(hvac.exceptions.Forbidden):
+        bao.adapter.post("/v1/sys/storage/raft/snapshot-force", data=b"")
+    assert bao.auth.token.lookup_self()["data"]["ttl"] <= 300
+    bao.auth.token.revoke_self()
 
 
 def test_point_in_time_restore_brings_back_a_deleted_experiment(
@@ -126,3 +243,31 @@ def test_point_in_time_restore_brings_back_a_deleted_experiment(
     assert client.get_experiment(kept).lifecycle_stage == "active"
     # What came after the target is gone: the restore went to that moment.
     assert client.get_experiment_by_name(later) is None
+
+
+def _sacct(controller: Host, job_id: str) -> str:
+    return controller.check_output(f"sacct -n -X -P -j {job_id} -o JobID,State")
+
+
+def test_restore_brings_back_the_accounting_lost_after_the_dump(nodes: dict[str, Host]) -> None:
+    controller = nodes[controller_name()]
+    dbd = nodes[hosts("slurm_dbd")[0]]
+    job = sbatch(controller, wrap="true")
+    assert job.returncode == 0, job.output
+    # slurmctld hands the record to slurmdbd within moments of the job's end.
+    deadline = time.monotonic() + 60
+    while _sacct(controller, job.job_id) != f"{job.job_id}|COMPLETED":
+        assert time.monotonic() < deadline, _sacct(controller, job.job_id)
+        time.sleep(1)
+    dbd.check_output("systemctl start labstack-dump-slurm-accounting.service")
+    # The loss: every job record of this cluster.
+    table = f"slurm_acct_db.{slurm_setting('slurm_cluster_name')}_job_table"
+    dbd.check_output(f"mariadb -e 'DELETE FROM {table}'")  # noqa: S608 (our own setting)
+    assert _sacct(controller, job.job_id) == ""
+
+    run = run_playbook("playbooks/restore.yml", SANDBOX_INVENTORY, "--tags", "slurm-accounting")
+
+    assert run.returncode == 0, run.output
+    assert "Slurm's accounting restored from slurm-accounting/slurm-accounting-" in run.output
+    assert _sacct(controller, job.job_id) == f"{job.job_id}|COMPLETED"
+    assert dbd.run("test -e /root/labstack-restore-slurm-accounting.sql").rc == 1
