@@ -2,7 +2,9 @@
 snapshots and Slurm's accounting dumps all land in the backup bucket,
 encrypted; each records its success where Prometheus reads it (BackupStale);
 the snapshot login can do nothing else; playbooks/restore.yml brings the
-database back to a moment before a deliberate loss."""
+database back to a moment before a deliberate loss, and Slurm's accounting
+back after its records are deleted; a rebuilt OpenBao comes back from its
+snapshot with its secrets and keys."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from testinfra.host import Host
 
 from tests.inventory import hosts
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
-from tests.services import ca_file, credentials, endpoint
+from tests.services import ca_file, credentials, endpoint, openbao_admin
 from tests.slurm import controller_name, sbatch, slurm_setting
 
 _REPOSITORY = "pgbackrest/"
@@ -235,6 +237,8 @@ def test_point_in_time_restore_brings_back_a_deleted_experiment(
     run = run_playbook(
         "playbooks/restore.yml",
         SANDBOX_INVENTORY,
+        "--tags",
+        "postgres",
         "-e",
         json.dumps({"pgbackrest_restore_target_time": target}),
     )
@@ -271,3 +275,63 @@ def test_restore_brings_back_the_accounting_lost_after_the_dump(nodes: dict[str,
     assert "Slurm's accounting restored from slurm-accounting/slurm-accounting-" in run.output
     assert _sacct(controller, job.job_id) == f"{job.job_id}|COMPLETED"
     assert dbd.run("test -e /root/labstack-restore-slurm-accounting.sql").rc == 1
+
+
+def test_a_rebuilt_openbao_comes_back_from_its_snapshot_with_its_secrets_and_keys(
+    nodes: dict[str, Host],
+) -> None:
+    node = nodes[hosts("secrets")[0]]
+    # A secret no site.yml run writes (the admin login may not delete it: each
+    # run of this test writes a new value over it).
+    marker = {"value": f"rebuild-marker-{uuid.uuid4().hex}"}
+    openbao_admin().secrets.kv.v2.create_or_update_secret("labstack/tests/rebuild", marker)
+    keys = credentials()["openbao_unseal_keys"]
+    node.check_output("systemctl start labstack-dump-openbao.service")
+    # The loss: OpenBao's storage, as on a new disk or a rebuilt node.
+    node.check_output("systemctl stop openbao && rm -rf /var/lib/openbao/raft/*")
+    node.check_output("systemctl start openbao")
+
+    run = run_playbook("playbooks/secrets.yml", SANDBOX_INVENTORY)
+
+    assert run.returncode == 0, run.output
+    assert "OpenBao rebuilt: restored from openbao/openbao-" in run.output
+    admin = openbao_admin()
+    assert not admin.sys.is_sealed()
+    read = admin.secrets.kv.v2.read_secret_version(
+        "labstack/tests/rebuild", raise_on_deleted_version=True
+    )
+    assert read["data"]["data"] == marker
+    # The same keys open it: the credentials file was not rewritten.
+    credentials.cache_clear()
+    assert credentials()["openbao_unseal_keys"] == keys
+    assert node.run("test -e /root/labstack-restore-openbao.snap").rc == 1
+    # A rerun finds it as any other run does.
+    again = run_playbook("playbooks/secrets.yml", SANDBOX_INVENTORY)
+    assert again.returncode == 0, again.output
+    assert "OpenBao rebuilt" not in again.output
+
+
+def test_a_rebuilt_openbao_with_no_snapshot_starts_anew_and_says_so(
+    nodes: dict[str, Host],
+) -> None:
+    """As a sandbox made again from nothing, which keeps its credentials file."""
+    node = nodes[hosts("secrets")[0]]
+    keys = credentials()["openbao_unseal_keys"]
+    for name in _dumps("openbao"):
+        _root().remove_object("backups", name)
+    node.check_output("systemctl stop openbao && rm -rf /var/lib/openbao/raft/*")
+    node.check_output("systemctl start openbao")
+    try:
+        run = run_playbook("playbooks/secrets.yml", SANDBOX_INVENTORY)
+
+        assert run.returncode == 0, run.output
+        assert "has no data and the backup bucket no snapshot of it" in run.output
+        credentials.cache_clear()  # and for the tests after this one
+        assert credentials()["openbao_unseal_keys"] != keys
+        # The lab's own secrets are written again from the credentials file.
+        secret = openbao_admin().secrets.kv.v2.read_secret_version(
+            "labstack/jobs/workload", raise_on_deleted_version=True
+        )
+        assert secret["data"]["data"]["AWS_ACCESS_KEY_ID"] == "jobs"
+    finally:
+        node.check_output("systemctl start labstack-dump-openbao.service")

@@ -5,6 +5,8 @@
 #   /etc/labstack/backup/passphrase) and uploads it to the backup bucket as
 #   NAME/NAME-YYYYmmddTHHMMSSZ.enc; then deletes all but the newest KEEP
 #   dumps of NAME there. The plain dump never reaches a disk.
+# labstack-dump list NAME
+#   Prints the dumps of NAME in the bucket, oldest first.
 # labstack-dump fetch NAME OBJECT OUT
 #   Downloads OBJECT (empty: the newest dump of NAME) from the bucket and
 #   decrypts it to OUT (mode 0600); prints the object's name.
@@ -12,8 +14,11 @@
 # in /etc/labstack/backup/s3.curlrc (0600), never on a command line.
 set -euo pipefail
 conf=/etc/labstack/backup
-usage() { echo "usage: labstack-dump backup NAME KEEP DUMP | fetch NAME OBJECT OUT" >&2; exit 2; }
-[ $# -eq 4 ] || usage
+usage() {
+    echo "usage: labstack-dump backup NAME KEEP DUMP | list NAME | fetch NAME OBJECT OUT" >&2
+    exit 2
+}
+[ $# -eq 4 ] || { [ $# -eq 2 ] && [ "$1" = list ]; } || usage
 action=$1 name=$2
 case $name in *[!a-z0-9-]* | "") echo "labstack-dump: NAME '$name' is not [a-z0-9-]+" >&2; exit 2 ;; esac
 # shellcheck source=/dev/null
@@ -41,6 +46,9 @@ backup)
         s3 --request DELETE "$BUCKET_URL/$old"
         echo "labstack-dump: deleted $old (the newest $keep are kept)"
     done
+    ;;
+list)
+    dumps
     ;;
 fetch)
     object=${3:-$(dumps | tail -n 1)} out=$4
