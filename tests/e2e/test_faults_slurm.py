@@ -131,12 +131,20 @@ def test_minio_down_mid_run_holds_no_step_back_and_loses_no_checkpoint() -> None
     assert _steps(job.run_id) == list(range(1, 61))
 
 
-def test_mlflow_down_past_its_clients_retries_loses_no_metric() -> None:
-    """MLflow stopped for longer than its client retries (about four minutes): the
-    training finishes meanwhile, the job keeps the metrics and checkpoints it could not
-    send and waits for MLflow; once MLflow is back the run ends FINISHED with each
-    metric once and every checkpoint."""
-    job = _submit("mlflow-down", 60, 10)
+def _lab_setting(tmp_path: Path, section: str, setting: str) -> dict[str, str]:
+    """The researcher's environment with a labstack.toml that adds SETTING to SECTION."""
+    config = tmp_path / "labstack.toml"
+    config.write_text(CONFIG.read_text().replace(f"[{section}]\n", f"[{section}]\n{setting}\n"))
+    return {**researcher_env(), "LABSTACK_CONFIG": str(config)}
+
+
+def test_mlflow_down_past_its_clients_retries_loses_no_metric(tmp_path: Path) -> None:
+    """MLflow stopped for longer than its client retries (two here, [jobs]
+    mlflow_retries: seconds; the default's seven take about four minutes): the training
+    finishes meanwhile, the job keeps the metrics and checkpoints it could not send and
+    waits for MLflow; once MLflow is back the run ends FINISHED with each metric once
+    and every checkpoint."""
+    job = _submit("mlflow-down", 60, 10, _lab_setting(tmp_path, "jobs", "mlflow_retries = 2"))
     wait_step(job.run_id, 5)
     log = f"/shared/labstack/runs/{job.run_id}/slurm-{job.job_id}.out"
     _systemctl("stop", "tracking", "mlflow")
@@ -144,7 +152,7 @@ def test_mlflow_down_past_its_clients_retries_loses_no_metric() -> None:
         _until(
             "the job has kept the metrics MLflow did not take",
             lambda: "kept to send again" in on_head("cat", log),
-            timeout=480,
+            timeout=180,
         )
         assert slurm_state(job.job_id) == "RUNNING"
     finally:
@@ -199,9 +207,7 @@ def test_a_lost_node_requeues_the_job_which_resumes_exactly_on_another() -> None
 
 
 def test_requeues_are_bounded_and_the_run_fails_with_the_reason(tmp_path: Path) -> None:
-    config = tmp_path / "labstack.toml"
-    config.write_text(CONFIG.read_text().replace("[slurm]\n", "[slurm]\nmax_requeues = 1\n"))
-    env = {**researcher_env(), "LABSTACK_CONFIG": str(config)}
+    env = _lab_setting(tmp_path, "slurm", "max_requeues = 1")
     job = _submit("requeued", 400, 0, env)  # no checkpoint: it fails before its first one
     log = f"/shared/labstack/runs/{job.run_id}/slurm-{job.job_id}.out"
     wait_step(job.run_id, 2)

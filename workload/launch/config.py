@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+MLFLOW_RETRIES_LIMIT = 10  # MLflow refuses MLFLOW_HTTP_REQUEST_MAX_RETRIES above it
+
 
 class ConfigError(ValueError):
     """The launcher's configuration is wrong; the message names the setting."""
@@ -41,6 +43,17 @@ class Jobs:
     approle: str = "jobs"
     mlflow_user: str = "jobs"
     secret_ttl: str = "48h"  # noqa: S105 (a lifetime; at most openbao_jobs_secret_id_ttl)
+    # How often the job's MLflow client retries a request (backoff doubling
+    # from 2 s: 7 is about four minutes) before the job's own loops keep the
+    # metrics and checkpoints and send them again later. MLflow's default.
+    mlflow_retries: int = 7
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mlflow_retries <= MLFLOW_RETRIES_LIMIT:
+            raise ValueError(
+                f"mlflow_retries must be 0 to {MLFLOW_RETRIES_LIMIT} (MLflow's limit), "
+                f"got {self.mlflow_retries}"
+            )
 
 
 @dataclass(frozen=True)

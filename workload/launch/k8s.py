@@ -70,7 +70,10 @@ def values(
         },
         "dataCache": {"claimName": k8s.data_cache_claim, "hostPath": k8s.data_cache_host_path},
         "nodeSelector": node_selector(config),
-        "env": {"LABSTACK_GIT_COMMIT": git_commit},
+        "env": {
+            "LABSTACK_GIT_COMMIT": git_commit,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(config.jobs.mlflow_retries),
+        },
         "resources": {
             "requests": {
                 "cpu": _cpu_quantity(resources.cpus * resources.tasks_per_node),

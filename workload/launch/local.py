@@ -54,6 +54,7 @@ class Local(Backend):
         settings = {
             "MLFLOW_RUN_ID": job.run_id,
             "MLFLOW_TRACKING_URI": client.mlflow_uri,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.config.jobs.mlflow_retries),
             "S3_ENDPOINT": client.s3_endpoint,
             "BAO_ADDR": client.openbao_addr,
             "BAO_SECRET_PATH": self.config.jobs.secret_path,

@@ -222,6 +222,7 @@ def render(
         directives="\n".join(directives),
         run_dir_sh=shlex.quote(run_dir),
         mlflow_uri=shlex.quote(jobs.mlflow_uri),
+        mlflow_retries=jobs.mlflow_retries,
         s3_endpoint=shlex.quote(jobs.s3_endpoint),
         openbao_addr=shlex.quote(jobs.openbao_addr),
         secret_path=shlex.quote(jobs.secret_path),

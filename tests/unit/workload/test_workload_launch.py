@@ -72,6 +72,10 @@ def test_config_reads_every_section(tmp_path: Path) -> None:
             "[slurm] max_requeues must be 0 or more, got -1",
         ),
         (
+            CONFIG.replace("[jobs]\n", "[jobs]\nmlflow_retries = 11\n"),
+            "[jobs] mlflow_retries must be 0 to 10 (MLflow's limit), got 11",
+        ),
+        (
             CONFIG.replace("[slurm]\n", "[slurm]\ngrace_seconds = 0\n"),
             "[slurm] grace_seconds must be at least 1, got 0",
         ),
@@ -187,6 +191,7 @@ def test_sbatch_script_carries_settings_and_no_secret(tmp_path: Path) -> None:
     assert "#SBATCH --account=ml" in script
     assert "#SBATCH --signal=B:USR1@120" in script
     assert f"export MLFLOW_RUN_ID={'a' * 32}" in script
+    assert "export MLFLOW_HTTP_REQUEST_MAX_RETRIES=7" in script  # [jobs] mlflow_retries
     assert "/shared/env/x/bin/python -m workload.train --lr 0.1" in script
     assert "BAO_APPROLE_FILE=/shared/labstack/runs/" in script
     for name in SECRET_ENV_VARS:  # the job fetches these itself, from OpenBao
