@@ -395,6 +395,10 @@ k8s: lab ## the sandbox's Kubernetes cluster: nodes, DNS, GPUs, security, a node
 e2e: lab ## end-to-end: the labstack CLI submits real runs to the sandbox's Slurm
 	$(PYTEST) tests/e2e
 
+.PHONY: drill
+drill: lab ## restore drill: the head node lost and rebuilt from the backups (last: it recreates head)
+	$(PYTEST) tests/drill
+
 .PHONY: images-test
 images-test: venv $(MINIO_BIN) images ## the images run for real: the demo, torchrun, MLflow, MinIO, PostgreSQL, OpenBao, Apptainer
 	$(PYTEST) tests/images
@@ -406,7 +410,7 @@ images-test: venv $(MINIO_BIN) images ## the images run for real: the demo, torc
 # running make lab: MLflow 5 min (its wheelhouse included), PostgreSQL 1m45,
 # OpenBao 15 s, MinIO 10 s (its binary is make's, compiled once), saving
 # them for the nodes 1 min.
-test: lint unit charts infra k8s e2e ## lint, unit, chart, infra, Kubernetes and end-to-end tests (not images-test)
+test: lint unit charts infra k8s e2e drill ## lint, unit, chart, infra, Kubernetes, end-to-end tests and the restore drill (not images-test)
 
 # ----------------------------------------------------------------- benchmarks
 # Figures and ratios measured side by side in one run (benchmarks/), on real

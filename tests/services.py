@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import hvac
+import urllib3
 import yaml
+from minio import Minio
 
 from tests.inventory import hosts, hostvars
 from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, load_filter_plugin
@@ -107,3 +109,14 @@ def openbao_admin() -> hvac.Client:
     )
     client.auth.userpass.login("labstack-admin", credentials()["openbao_admin_password"])
     return client
+
+
+def minio_root() -> Minio:
+    """The sandbox's MinIO as its root user."""
+    return Minio(
+        endpoint(hosts("storage")[0], 9000),
+        access_key=credentials()["minio_root_user"],
+        secret_key=credentials()["minio_root_password"],
+        secure=True,
+        http_client=urllib3.PoolManager(ca_certs=str(ca_file())),
+    )

@@ -17,27 +17,15 @@ import uuid
 import hvac
 import hvac.exceptions
 import pytest
-import urllib3
-from minio import Minio
 from mlflow import MlflowClient
 from testinfra.host import Host
 
 from tests.inventory import hosts
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
-from tests.services import ca_file, credentials, endpoint, openbao_admin
+from tests.services import ca_file, credentials, endpoint, minio_root, openbao_admin
 from tests.slurm import controller_name, sbatch, slurm_setting
 
 _REPOSITORY = "pgbackrest/"
-
-
-def _root() -> Minio:
-    return Minio(
-        endpoint(hosts("storage")[0], 9000),
-        access_key=credentials()["minio_root_user"],
-        secret_key=credentials()["minio_root_password"],
-        secure=True,
-        http_client=urllib3.PoolManager(ca_certs=str(ca_file())),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def test_wal_and_backups_are_in_the_bucket_and_unreadable_without_the_passphrase
     _psql(head, "COMMENT ON DATABASE mlflow IS NULL")
     # Closes the current WAL segment and waits until it is in the repository.
     head.check_output("runuser -u postgres -- pgbackrest --stanza=lab check")
-    root = _root()
+    root = minio_root()
     names = [
         str(o.object_name) for o in root.list_objects("backups", prefix=_REPOSITORY, recursive=True)
     ]
@@ -127,7 +115,7 @@ def test_the_timers_are_scheduled(nodes: dict[str, Host], group: str, timer: str
 
 def _dumps(name: str) -> list[str]:
     """NAME's dumps in the backup bucket, oldest first."""
-    listed = _root().list_objects("backups", prefix=f"{name}/", recursive=True)
+    listed = minio_root().list_objects("backups", prefix=f"{name}/", recursive=True)
     return sorted(str(o.object_name) for o in listed)
 
 
@@ -165,18 +153,18 @@ def test_a_dump_is_ciphertext_in_the_bucket_and_decrypts_to_the_service_data(
         node.check_output(f"rm -f {fetched}")
     # The attack: read the bucket as whoever holds it. OpenSSL's format (the
     # header, 8 bytes of salt), then nothing of the plain dump.
-    stored = _root().get_object("backups", newest).read()
+    stored = minio_root().get_object("backups", newest).read()
     assert stored.startswith(b"Salted__"), f"{newest} is not encrypted"
     assert len(plain) == 64
     assert plain[:16] not in stored
     assert [word for word in words if word in stored] == []
     # What is not a dump of ours is refused, and leaves no partial file behind.
     forged = f"{name}/{name}-19700101T000000Z.enc"
-    _root().put_object("backups", forged, io.BytesIO(b"Salted__forged"), 14)
+    minio_root().put_object("backups", forged, io.BytesIO(b"Salted__forged"), 14)
     try:
         refused = node.run(f"labstack-dump fetch {name} {forged} {fetched}")
     finally:
-        _root().remove_object("backups", forged)
+        minio_root().remove_object("backups", forged)
     assert refused.rc == 1, refused.stdout + refused.stderr
     assert f"{forged} could not be fetched and decrypted" in refused.stderr
     assert node.run(f"test -e {fetched}").rc == 1
@@ -318,7 +306,7 @@ def test_a_rebuilt_openbao_with_no_snapshot_starts_anew_and_says_so(
     node = nodes[hosts("secrets")[0]]
     keys = credentials()["openbao_unseal_keys"]
     for name in _dumps("openbao"):
-        _root().remove_object("backups", name)
+        minio_root().remove_object("backups", name)
     node.check_output("systemctl stop openbao && rm -rf /var/lib/openbao/raft/*")
     node.check_output("systemctl start openbao")
     try:
