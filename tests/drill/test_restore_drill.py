@@ -152,6 +152,12 @@ def lab_before() -> dict[str, Any]:
         wrap="true",
     )
     assert job.returncode == 0, job.output
+    # slurmctld hands the record to slurmdbd moments after the job's end: the
+    # dump is taken once it is there, as the nightly one would be.
+    deadline = time.monotonic() + 60
+    while not any(line.startswith(f"{job.job_id}|") for line in _jobs()):
+        assert time.monotonic() < deadline, f"job {job.job_id} is not in sacct after 60 s"
+        time.sleep(1)
     # The nightly backups; PostgreSQL's WAL goes on continuously (check: the
     # current segment is closed and archived).
     on_node(HEAD, "systemctl start labstack-dump-openbao.service", check=True)
