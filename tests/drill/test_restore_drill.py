@@ -232,3 +232,8 @@ def test_the_head_node_comes_back_whole(
     jobs = _jobs()
     assert [j for j in lab_before["jobs"] if j not in jobs] == []
     assert any(line.startswith(f"{lab_before['job']}|drill-") for line in jobs), jobs[-5:]
+    # slurmctld's state outlived the node: job ids go on, none is given twice.
+    again = sbatch(
+        testinfra.get_host(f"docker://{container(hosts('slurm_controller')[0])}"), wrap="true"
+    )
+    assert int(again.job_id) > max(int(line.split("|")[0]) for line in lab_before["jobs"])
