@@ -8,6 +8,7 @@ import queue
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ class Tracker:
         self.enabled = enabled
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[Metric | None] = queue.Queue()
+        # Every metric MLflow took, per key: steps, timestamps, values (24 bytes a
+        # metric: a run that logs a million keeps 24 MB). The sender's alone until
+        # finish joins it.
+        self._taken: dict[str, tuple[array[int], array[int], array[float]]] = {}
         self._thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
         if enabled:
             self._thread.start()
@@ -149,6 +154,13 @@ class Tracker:
                     message,
                 )
                 return metrics[start:]
+            for metric in metrics[start : start + MAX_BATCH]:
+                steps, stamps, values = self._taken.setdefault(
+                    metric.key, (array("q"), array("q"), array("d"))
+                )
+                steps.append(metric.step)
+                stamps.append(metric.timestamp)
+                values.append(metric.value)
         return []
 
     def flush(self) -> None:
@@ -162,12 +174,43 @@ class Tracker:
         self._thread.start()
 
     def finish(self, status: str) -> None:
-        """Flush metrics, then mark the run FINISHED, FAILED or KILLED."""
+        """Flush metrics, send again those MLflow took and lost, then mark the run
+        FINISHED, FAILED or KILLED."""
         if self.enabled:
             self._queue.put(None)
             self._thread.join()
             self.enabled = False
+            lost = self._lost()
+            if lost:
+                log.warning(
+                    "MLflow no longer holds %d metrics it took (restored from a backup "
+                    "older than them?): sending them again",
+                    len(lost),
+                )
+                for metric in [*lost, None]:
+                    self._queue.put(metric)
+                self._drain()
         self.client.set_terminated(self.run_id, status=status)
+
+    def _lost(self) -> list[Metric]:
+        """The metrics MLflow took from this job and does not hold now. A tracking store
+        restored from its backup (the head node lost) is as of its newest archived WAL:
+        what it took in the last moments before the loss is not there, and the job, still
+        running, can send it again."""
+        lost = []
+        try:
+            for key, (steps, stamps, values) in self._taken.items():
+                history = self.client.get_metric_history(self.run_id, key)
+                held = {(m.step, m.timestamp) for m in history}
+                lost += [
+                    Metric(key, value, stamp, step)
+                    for step, stamp, value in zip(steps, stamps, values, strict=True)
+                    if (step, stamp) not in held
+                ]
+        except Exception as exc:  # MLflow away again: what it holds is unknown, send nothing
+            log.warning("could not read the run's metrics back from MLflow: %s", redact(str(exc)))
+            return []
+        return lost
 
 
 def write_temp(text: str, name: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +62,38 @@ def test_metrics_wait_while_mlflow_is_down_and_all_arrive_once(
         history = client.get_metric_history(run_id, "loss")
         assert sorted(m.step for m in history) == list(range(1, 51))
         assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_metrics_a_restored_mlflow_lost_are_sent_again_once(
+    minio: Minio, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MLflow's store restored from a backup older than some metrics it took (the head
+    node lost while the job ran on): before the run ends, the job sends those again,
+    each once, and nothing else twice."""
+    backup = tmp_path / "backup.db"
+    with mlflow_server(minio, tmp_path, "mlflow") as url:
+        client = MlflowClient(url)
+        run_id = client.create_run(client.create_experiment("restored")).info.run_id
+        tracker = Tracker(client, run_id, flush_seconds=0.2)
+        for step in range(1, 21):
+            tracker.log_metrics({"loss": 1 / step, "lr": 0.1}, step)
+        tracker.flush()
+        with sqlite3.connect(tmp_path / "mlflow.db") as db, sqlite3.connect(backup) as copy:
+            db.backup(copy)
+        for step in range(21, 31):  # taken, then lost with the node
+            tracker.log_metrics({"loss": 1 / step, "lr": 0.1}, step)
+        tracker.flush()
+    backup.replace(tmp_path / "mlflow.db")  # the restore
+    with mlflow_server(minio, tmp_path, "mlflow", port=int(url.rsplit(":", 1)[1])):
+        assert len(client.get_metric_history(run_id, "loss")) == 20
+        for step in range(31, 41):
+            tracker.log_metrics({"loss": 1 / step, "lr": 0.1}, step)
+        tracker.finish("FINISHED")
+        assert sorted(m.step for m in client.get_metric_history(run_id, "lr")) == list(range(1, 41))
+        losses = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
+        assert losses == [(step, 1 / step) for step in range(1, 41)]
+        assert client.get_run(run_id).info.status == "FINISHED"
+    assert "MLflow no longer holds 20 metrics it took" in caplog.text
 
 
 def test_params_of_a_resumed_run_must_not_change(mlflow_url: str) -> None:
