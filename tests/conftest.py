@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the demo dataset published once, as the lab's curator does it."""
+"""Fixtures of the suites that train on the sandbox (e2e, the restore drill): the demo
+dataset published once, as the lab's curator does it."""
 
 from __future__ import annotations
 

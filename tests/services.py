@@ -24,6 +24,15 @@ _BIN = Path(sys.executable).parent
 VAULT_CLIENT = ANSIBLE_DIR / "vault-password-client.py"
 
 
+def role_setting(role: str, name: str, host: str) -> Any:
+    """A role's variable as HOST gets it: the inventory's value, else the role's default."""
+    found = hostvars(host)
+    if name in found:
+        return found[name]
+    defaults = ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml"
+    return yaml.safe_load(defaults.read_text())[name]
+
+
 def ca_file(inventory: Path = SANDBOX_INVENTORY) -> Path:
     """The lab's CA certificate on the control node (pki role)."""
     path = inventory / ".generated" / "pki" / "ca.crt"

@@ -6,11 +6,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import yaml
 from testinfra.host import Host
 
 from tests.inventory import hosts, hostvars
-from tests.playbook import ANSIBLE_DIR
+from tests.services import role_setting
 
 
 def controller_name() -> str:
@@ -23,11 +22,7 @@ def compute_names() -> list[str]:
 
 def slurm_setting(name: str) -> object:
     """A slurm role variable as the controller gets it: inventory, else role default."""
-    found = hostvars(controller_name())
-    if name in found:
-        return found[name]
-    defaults = yaml.safe_load((ANSIBLE_DIR / "roles/slurm/defaults/main.yml").read_text())
-    return defaults[name]
+    return role_setting("slurm", name, controller_name())
 
 
 def shared_dir() -> PurePosixPath:

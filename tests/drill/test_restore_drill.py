@@ -3,11 +3,13 @@ MLflow's runs and users, OpenBao, slurmctld, Slurm's accounting in MariaDB), mad
 again from nothing by sandbox.yml, and site.yml alone (each service's data found new
 and restored from its newest backup before the service starts) brings back every
 experiment, run, metric, tag and artifact link, every MLflow login, every
-OpenBao secret and policy, and every job record. Last in `make test`: the suites
-before it have filled the lab with real runs, users and jobs."""
+OpenBao secret and policy, and every job record; a run that was training through
+the loss finishes with every metric, once. Last in `make test`: the suites before it
+have filled the lab with real runs, users and jobs."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -20,15 +22,46 @@ import testinfra
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from tests.e2e.launcher import mlflow, on_node
+from tests.e2e.launcher import (
+    Submission,
+    lab_setting,
+    labstack,
+    mlflow,
+    on_node,
+    slurm_state,
+    submitted,
+    wait_run,
+    wait_step,
+)
 from tests.inventory import container, hosts
 from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, run_playbook
-from tests.services import ca_file, credentials, endpoint, minio_root, openbao_admin
+from tests.services import (
+    ca_file,
+    credentials,
+    endpoint,
+    minio_root,
+    openbao_admin,
+    role_setting,
+)
 from tests.slurm import sbatch
 
 HEAD = hosts("tracking")[0]
+_STANZA = role_setting("pgbackrest", "pgbackrest_stanza", HEAD)
+# The nightly dumps: (their node, their name).
+_DUMPS = [
+    (node, role_setting(role, setting, node))
+    for node, role, setting in (
+        (hosts("secrets")[0], "openbao", "openbao_dump_name"),
+        (hosts("slurm_dbd")[0], "slurm", "slurm_dbd_dump_name"),
+    )
+]
 _POLICIES = ANSIBLE_DIR / "roles" / "openbao" / "files" / "policies"
 _SINCE = "2020-01-01"
+# The run training through the loss: about three minutes of steps, so that it is
+# still training when the node goes and ends while the node is being made again.
+_STEPS = 300
+
+pytestmark = pytest.mark.usefixtures("demo_dataset")
 
 
 def _mlflow_state(client: MlflowClient) -> dict[str, Any]:
@@ -124,11 +157,31 @@ def _mlflow_create_user(user: str, password: str) -> None:
     assert created.status_code == 200, created.text
 
 
+def _steps(run_id: str) -> list[int]:
+    return sorted(m.step for m in mlflow().get_metric_history(run_id, "train.loss"))
+
+
 @pytest.fixture(scope="module")
-def lab_before() -> dict[str, Any]:
+def in_flight(tmp_path_factory: pytest.TempPathFactory) -> Submission:
+    """A run training through Slurm when the node is lost. Its MLflow client gives up
+    after two retries (seconds, not the default's minutes): the job then keeps what it
+    could not send and sends it again with backoff, so it notices MLflow back soon."""
+    env = lab_setting(tmp_path_factory.mktemp("drill"), "jobs", "mlflow_retries = 2")
+    args = ["subset=256", "batch_size=16", f"max_steps={_STEPS}", "log_every=1"]
+    args += ["checkpoint_every_steps=50", "step_sleep=0.5", "experiment=drill"]
+    job = submitted(
+        labstack("submit", "--on", "slurm", "--name", "drill", "--args", *args, env=env)
+    )
+    wait_step(job[0].run_id, 5)
+    return job[0]
+
+
+@pytest.fixture(scope="module")
+def lab_before(in_flight: Submission) -> dict[str, Any]:
     """What the lab holds, with a few things no playbook makes (they can only come
     back from the backups): an MLflow user, a run with an artifact, an OpenBao
-    secret and policy, a Slurm job. Then the scheduled backups run, as each night."""
+    secret and policy, a Slurm job. Then the scheduled backups run, as each night.
+    The run in flight goes on: it is compared on its own, once it has finished."""
     marker = uuid.uuid4().hex[:12]
     user, password = f"drill-{marker}", uuid.uuid4().hex
     _mlflow_create_user(user, password)
@@ -160,15 +213,19 @@ def lab_before() -> dict[str, Any]:
         time.sleep(1)
     # The nightly backups; PostgreSQL's WAL goes on continuously (check: the
     # current segment is closed and archived).
-    on_node(HEAD, "systemctl start labstack-dump-openbao.service", check=True)
-    on_node(HEAD, "systemctl start labstack-dump-slurm-accounting.service", check=True)
-    on_node(HEAD, "runuser -u postgres -- pgbackrest --stanza=lab check", check=True)
+    for node, dump in _DUMPS:
+        on_node(node, f"systemctl start labstack-dump-{dump}.service", check=True)
+    on_node(HEAD, f"runuser -u postgres -- pgbackrest --stanza={_STANZA} check", check=True)
     return {
         "marker": marker,
         "user": (user, password),
         "run_id": run.info.run_id,
         "job": job.job_id,
-        "mlflow": _mlflow_state(client),
+        "mlflow": {
+            key: value
+            for key, value in _mlflow_state(client).items()
+            if key != f"run {in_flight.run_id}"
+        },
         "openbao": _openbao_state(admin, marker),
         "jobs": _jobs(),
         "keys": credentials()["openbao_unseal_keys"],
@@ -176,9 +233,11 @@ def lab_before() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def drill(lab_before: dict[str, Any]) -> dict[str, float]:
+def drill(lab_before: dict[str, Any], in_flight: Submission) -> dict[str, float]:
     """The loss, and the way back: sandbox.yml makes the node again, site.yml finds
     each service's data new and restores it from its backup. The seconds of each."""
+    assert slurm_state(in_flight.job_id) == "RUNNING"
+    assert _steps(in_flight.run_id)[-1] < _STEPS, "the run ended before the loss: make it longer"
     head = container(HEAD)
     subprocess.run(["docker", "rm", "--force", "--volumes", head], check=True)
     assert subprocess.run(["docker", "inspect", head], capture_output=True).returncode == 1
@@ -199,7 +258,10 @@ def drill(lab_before: dict[str, Any]) -> dict[str, float]:
 
 
 def test_the_head_node_comes_back_whole(
-    lab_before: dict[str, Any], drill: dict[str, float], capsys: pytest.CaptureFixture[str]
+    lab_before: dict[str, Any],
+    drill: dict[str, float],
+    in_flight: Submission,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with capsys.disabled():
         steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in drill.items())
@@ -237,3 +299,22 @@ def test_the_head_node_comes_back_whole(
         testinfra.get_host(f"docker://{container(hosts('slurm_controller')[0])}"), wrap="true"
     )
     assert int(again.job_id) > max(int(line.split("|")[0]) for line in lab_before["jobs"])
+    # The run training through the loss: its job went on on its compute node, kept
+    # what MLflow could not take, and once MLflow was back sent it, and sent again
+    # what the restored store had lost (taken after the newest archived WAL).
+    run = wait_run(in_flight.run_id, ("FINISHED", "FAILED", "KILLED"), timeout=600)
+    log = labstack("logs", in_flight.run_id).stdout
+    assert run.info.status == "FINISHED", log[-3000:]
+    assert _steps(in_flight.run_id) == list(range(1, _STEPS + 1)), "a metric lost or twice"
+    assert "val.accuracy" in run.data.metrics
+    deadline = time.monotonic() + 120
+    while (state := slurm_state(in_flight.job_id)) == "RUNNING":
+        assert time.monotonic() < deadline, f"job {in_flight.job_id} still RUNNING"
+        time.sleep(2)
+    assert state == "COMPLETED", state
+    resent = re.findall(r"MLflow no longer holds (\d+) metrics it took", log)
+    with capsys.disabled():
+        print(
+            "restore drill: the run in flight finished; the restored MLflow had lost "
+            f"{resent[-1] if resent else 'none'} of its metrics, which its job sent again"
+        )

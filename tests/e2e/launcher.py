@@ -49,6 +49,13 @@ def researcher_env() -> dict[str, str]:
     }
 
 
+def lab_setting(tmp_path: Path, section: str, setting: str) -> dict[str, str]:
+    """The researcher's environment with a labstack.toml that adds SETTING to SECTION."""
+    config = tmp_path / "labstack.toml"
+    config.write_text(CONFIG.read_text().replace(f"[{section}]\n", f"[{section}]\n{setting}\n"))
+    return {**researcher_env(), "LABSTACK_CONFIG": str(config)}
+
+
 def labstack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workload.launch", *args],

@@ -18,13 +18,12 @@ from minio import MinioAdmin
 from minio.credentials.providers import StaticProvider
 
 from tests.e2e.launcher import (
-    CONFIG,
     Submission,
+    lab_setting,
     labstack,
     mlflow,
     on_head,
     on_node,
-    researcher_env,
     slurm_state,
     submitted,
     wait_run,
@@ -131,20 +130,13 @@ def test_minio_down_mid_run_holds_no_step_back_and_loses_no_checkpoint() -> None
     assert _steps(job.run_id) == list(range(1, 61))
 
 
-def _lab_setting(tmp_path: Path, section: str, setting: str) -> dict[str, str]:
-    """The researcher's environment with a labstack.toml that adds SETTING to SECTION."""
-    config = tmp_path / "labstack.toml"
-    config.write_text(CONFIG.read_text().replace(f"[{section}]\n", f"[{section}]\n{setting}\n"))
-    return {**researcher_env(), "LABSTACK_CONFIG": str(config)}
-
-
 def test_mlflow_down_past_its_clients_retries_loses_no_metric(tmp_path: Path) -> None:
     """MLflow stopped for longer than its client retries (two here, [jobs]
     mlflow_retries: seconds; the default's seven take about four minutes): the training
     finishes meanwhile, the job keeps the metrics and checkpoints it could not send and
     waits for MLflow; once MLflow is back the run ends FINISHED with each metric once
     and every checkpoint."""
-    job = _submit("mlflow-down", 60, 10, _lab_setting(tmp_path, "jobs", "mlflow_retries = 2"))
+    job = _submit("mlflow-down", 60, 10, lab_setting(tmp_path, "jobs", "mlflow_retries = 2"))
     wait_step(job.run_id, 5)
     log = f"/shared/labstack/runs/{job.run_id}/slurm-{job.job_id}.out"
     _systemctl("stop", "tracking", "mlflow")
@@ -207,7 +199,7 @@ def test_a_lost_node_requeues_the_job_which_resumes_exactly_on_another() -> None
 
 
 def test_requeues_are_bounded_and_the_run_fails_with_the_reason(tmp_path: Path) -> None:
-    env = _lab_setting(tmp_path, "slurm", "max_requeues = 1")
+    env = lab_setting(tmp_path, "slurm", "max_requeues = 1")
     job = _submit("requeued", 400, 0, env)  # no checkpoint: it fails before its first one
     log = f"/shared/labstack/runs/{job.run_id}/slurm-{job.job_id}.out"
     wait_step(job.run_id, 2)

@@ -22,10 +22,18 @@ from testinfra.host import Host
 
 from tests.inventory import hosts
 from tests.playbook import SANDBOX_INVENTORY, run_playbook
-from tests.services import ca_file, credentials, endpoint, minio_root, openbao_admin
+from tests.services import (
+    ca_file,
+    credentials,
+    endpoint,
+    minio_root,
+    openbao_admin,
+    role_setting,
+)
 from tests.slurm import controller_name, sbatch, slurm_setting
 
 _REPOSITORY = "pgbackrest/"
+_STANZA = role_setting("pgbackrest", "pgbackrest_stanza", hosts("tracking")[0])
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +55,14 @@ def test_wal_and_backups_are_in_the_bucket_and_unreadable_without_the_passphrase
     segment = _psql(head, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())").strip()
     _psql(head, "COMMENT ON DATABASE mlflow IS NULL")
     # Closes the current WAL segment and waits until it is in the repository.
-    head.check_output("runuser -u postgres -- pgbackrest --stanza=lab check")
+    head.check_output(f"runuser -u postgres -- pgbackrest --stanza={_STANZA} check")
     root = minio_root()
     names = [
         str(o.object_name) for o in root.list_objects("backups", prefix=_REPOSITORY, recursive=True)
     ]
     archived = [name for name in names if f"/{segment}-" in name]
     assert archived, f"WAL segment {segment} is not in the repository: {names}"
-    assert any(name.startswith(f"{_REPOSITORY}backup/lab/") for name in names), names
+    assert any(name.startswith(f"{_REPOSITORY}backup/{_STANZA}/") for name in names), names
     for name in names:
         # OpenSSL's format: every file of an encrypted repository begins so.
         head_bytes = root.get_object("backups", name, offset=0, length=8).read()
@@ -62,7 +70,7 @@ def test_wal_and_backups_are_in_the_bucket_and_unreadable_without_the_passphrase
     # With the passphrase (pgBackRest on the node), the segment holds the marker.
     fetched = f"/tmp/{segment}"
     head.check_output(
-        f"runuser -u postgres -- pgbackrest --stanza=lab archive-get {segment} {fetched}"
+        f"runuser -u postgres -- pgbackrest --stanza={_STANZA} archive-get {segment} {fetched}"
     )
     try:
         assert head.run(f"grep -qa {marker} {fetched}").rc == 0, f"{marker} not in {segment}"
@@ -220,7 +228,7 @@ def test_point_in_time_restore_brings_back_a_deleted_experiment(
     client.create_experiment(later)
     assert client.get_experiment(kept).lifecycle_stage == "deleted"
     # The WAL past the target must be in the archive for recovery to stop at it.
-    head.check_output("runuser -u postgres -- pgbackrest --stanza=lab check")
+    head.check_output(f"runuser -u postgres -- pgbackrest --stanza={_STANZA} check")
 
     run = run_playbook(
         "playbooks/restore.yml",

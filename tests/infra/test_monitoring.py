@@ -26,7 +26,7 @@ from tests.services import ca_file, credentials, endpoint, leaked_secrets
 
 labstack_minio_metrics_token = load_filter_plugin("monitoring").labstack_minio_metrics_token
 _RULE_TESTS = Path(__file__).with_name("monitoring_rules_test.yml")
-_JOBS = {"node", "alertmanager", "minio", "openbao"}
+_JOBS = {"node", "alertmanager", "minio", "openbao", "postgres"}
 
 
 def _monitoring() -> str:
@@ -61,6 +61,8 @@ def test_every_node_and_service_is_collected_and_up() -> None:
     # Every service's own metrics arrive, not just an answer.
     for query in ("vault_core_unsealed", "minio_cluster_health_status", "node_uname_info"):
         assert _query(query), f"{query}: no samples"
+    # PostgreSQL's exporter reaches the server (its monitoring login works).
+    assert [r["value"][1] for r in _query("pg_up")] == ["1"] * len(hosts("tracking"))
     # Slurm's node states, from the controller's textfile.
     states = _query("labstack_slurm_node_state == 1")
     assert {r["metric"]["node"] for r in states} == set(hosts("slurm_compute"))
@@ -109,9 +111,9 @@ def _fetch(node: Host, url: str, *cert_and_key: str) -> str:
     return node.check_output("python3 -c %s" + " %s" * len(args), _FETCH, *args).strip()
 
 
-@pytest.mark.parametrize("exporter", ["gpu1:9100", "head:9093"])
+@pytest.mark.parametrize("exporter", ["gpu1:9100", "head:9187", "head:9093"])
 def test_exporters_answer_prometheus_only(nodes: dict[str, Host], exporter: str) -> None:
-    """The attack: a node's metrics (and Alertmanager's API) fetched without a
+    """The attack: a node's metrics (PostgreSQL's, Alertmanager's API) fetched without a
     client certificate, and with another service's certificate of the lab CA
     (MLflow's); only Prometheus's certificate of the monitoring CA is let in."""
     head = nodes[_monitoring()]

@@ -16,7 +16,7 @@ import hvac
 import pytest
 import requests
 
-from tests.inventory import container, hosts
+from tests.inventory import container, hosts, hostvars
 from tests.playbook import SANDBOX_INVENTORY, PlaybookRun, run_playbook
 from tests.services import (
     ca_file,
@@ -27,6 +27,7 @@ from tests.services import (
 )
 
 _SCAN = "/root/.labstack-secret-scan"
+_SHARED = hostvars(hosts()[0])["sandbox_shared_mount"]
 
 
 def _bao() -> hvac.Client:
@@ -66,8 +67,9 @@ def test_no_secret_in_the_verbose_unsealing_run(rerun_after_restart: PlaybookRun
     assert not leaked, f"{len(leaked)} generated secret(s) appear in the ansible-playbook -v output"
 
 
-@pytest.mark.parametrize("host", hosts())
-def test_no_secret_in_world_readable_files(host: str) -> None:
+def _world_readable_secrets(host: str, top: str, pruned: tuple[str, ...] = ()) -> str:
+    """The world-readable files under TOP on HOST (but the PRUNED trees) that hold a
+    generated secret, one a line."""
     node = container(host)
     patterns = "\n".join(secret_values()) + "\n"
     subprocess.run(
@@ -76,27 +78,42 @@ def test_no_secret_in_world_readable_files(host: str) -> None:
         text=True,
         check=True,
     )
+    paths = " -o ".join(f"-path {path}" for path in pruned)
+    prune = rf"\( {paths} \) -prune -o " if pruned else ""
     try:
-        scan = subprocess.run(
+        return subprocess.run(
             [
                 "docker",
                 "exec",
                 node,
                 "sh",
                 "-c",
-                # containerd's content store holds the image layers' tar
-                # archives, whose files are scanned where they are unpacked.
-                r"find / \( -path /proc -o -path /sys -o -path /dev"
-                r" -o -path /var/lib/containerd/io.containerd.content.v1.content \) -prune -o"
-                rf" -type f -perm -o=r -print0 | xargs -0 grep -lsF -f {_SCAN}; true",
+                rf"find {top} {prune}-type f -perm -o=r -print0"
+                rf" | xargs -0 grep -lsF -f {_SCAN}; true",
             ],
             capture_output=True,
             text=True,
             check=True,
-        )
+        ).stdout.strip()
     finally:
         subprocess.run(["docker", "exec", node, "rm", "-f", _SCAN], check=True)
-    assert scan.stdout.strip() == "", f"world-readable files on {host} hold secrets:\n{scan.stdout}"
+
+
+@pytest.mark.parametrize("host", hosts())
+def test_no_secret_in_world_readable_files(host: str) -> None:
+    """Every file of the node but the shared filesystem's (the next test's) and
+    containerd's content store, which holds the image layers' tar archives, whose
+    files are scanned where they are unpacked."""
+    content = "/var/lib/containerd/io.containerd.content.v1.content"
+    found = _world_readable_secrets(host, "/", ("/proc", "/sys", "/dev", _SHARED, content))
+    assert found == "", f"world-readable files on {host} hold secrets:\n{found}"
+
+
+def test_no_secret_in_world_readable_files_of_the_shared_filesystem() -> None:
+    """The shared filesystem (the workload's environments, the runs' directories), once:
+    every node mounts the same."""
+    found = _world_readable_secrets(hosts("slurm_controller")[0], _SHARED)
+    assert found == "", f"world-readable files on {_SHARED} hold secrets:\n{found}"
 
 
 @pytest.mark.parametrize("host", hosts())
