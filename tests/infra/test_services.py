@@ -45,9 +45,10 @@ SERVICES = [
     ("kube_node", "kubelet", {"*:10250", "127.0.0.1:10248"}),
     ("kube_node", "kube-proxy", {"127.0.0.1:10249", "127.0.0.1:10256"}),
     ("kube_node", "containerd", {"127.0.0.1:10010"}),
-    # Monitoring: every node's exporter; Prometheus and Alertmanager (no
-    # gossip port: one Alertmanager).
+    # Monitoring: every node's exporter, PostgreSQL's beside it; Prometheus
+    # and Alertmanager (no gossip port: one Alertmanager).
     ("all", "prometheus-node-exporter", {"*:9100"}),
+    ("tracking", "prometheus-postgres-exporter", {"*:9187"}),
     ("monitoring", "prometheus", {"*:9090"}),
     ("monitoring", "prometheus-alertmanager", {"*:9093"}),
 ]
