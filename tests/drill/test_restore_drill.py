@@ -126,13 +126,21 @@ def _openbao_state(admin: hvac.Client, marker: str) -> dict[str, Any]:
 
 
 def _jobs() -> list[str]:
-    """Slurm's accounting of every job that has ended, as sacct reads it from slurmdbd."""
+    """Slurm's accounting of every job that has ended, as sacct reads it from slurmdbd.
+    A state "CANCELLED by UID" reads "CANCELLED": slurmctld 22.05 does not save who
+    cancelled a job, and on any restart it writes again the jobs it still holds
+    (those ended in the last MinJobAge), without it."""
     listed = on_node(
         hosts("slurm_controller")[0],
         f"sacct -a -X -n -P -S {_SINCE} -o JobIDRaw,JobName,User,State,Start,End,NodeList",
         check=True,
     )
-    return sorted(line for line in listed.splitlines() if line.split("|")[5] != "Unknown")
+    rows = [line.split("|") for line in listed.splitlines()]
+    return sorted(
+        "|".join([*row[:3], row[3].split(" by ")[0], *row[4:]])
+        for row in rows
+        if row[5] != "Unknown"
+    )
 
 
 def _mlflow_login(user: str, password: str) -> int:
