@@ -120,12 +120,18 @@ def openbao_admin() -> hvac.Client:
     return client
 
 
-def minio_root() -> Minio:
-    """The sandbox's MinIO as its root user."""
+def minio_as(host: str, access_key: str, secret_key: str) -> Minio:
+    """The MinIO of a sandbox HOST (storage or replica) as a user."""
     return Minio(
-        endpoint(hosts("storage")[0], 9000),
-        access_key=credentials()["minio_root_user"],
-        secret_key=credentials()["minio_root_password"],
+        endpoint(host, 9000),
+        access_key=access_key,
+        secret_key=secret_key,
         secure=True,
         http_client=urllib3.PoolManager(ca_certs=str(ca_file())),
     )
+
+
+def minio_root() -> Minio:
+    """The sandbox's MinIO as its root user."""
+    found = credentials()
+    return minio_as(hosts("storage")[0], found["minio_root_user"], found["minio_root_password"])

@@ -20,6 +20,7 @@ import requests
 _SERVICES = [
     ("MinIO S3 API", "storage", 9000, "/minio/health/cluster", "ca", 200),
     ("MinIO console", "storage", 9001, "/", "ca", 200),
+    ("MinIO replica", "storage_replica", 9000, "/minio/health/live", "ca", 200),
     ("MLflow", "tracking", 5000, "/health", "ca", 200),
     ("OpenBao", "secrets", 8200, "/v1/sys/health", "ca", 200),
     ("Prometheus", "monitoring", 9090, "/-/healthy", "ca", 401),
@@ -29,6 +30,7 @@ _WHERE = {
     "MinIO S3 API": "minio_root_user / minio_root_password; "
     "service users mlflow, jobs, curator, prometheus",
     "MinIO console": "as the S3 API",
+    "MinIO replica": "minio_replica_root_user / minio_replica_root_password",
     "MLflow": "user admin, mlflow_admin_password; user jobs, mlflow_jobs_password",
     "OpenBao": "openbao_unseal_keys; userpass labstack-admin, openbao_admin_password; "
     "userpass launcher, openbao_launcher_password",

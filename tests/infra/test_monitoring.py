@@ -26,7 +26,7 @@ from tests.services import ca_file, credentials, endpoint, leaked_secrets
 
 labstack_minio_metrics_token = load_filter_plugin("monitoring").labstack_minio_metrics_token
 _RULE_TESTS = Path(__file__).with_name("monitoring_rules_test.yml")
-_JOBS = {"node", "alertmanager", "minio", "openbao", "postgres"}
+_JOBS = {"node", "alertmanager", "minio", "minio-node", "minio-bucket", "openbao", "postgres"}
 
 
 def _monitoring() -> str:
@@ -49,6 +49,11 @@ def _targets() -> list[dict]:
     return answer.json()["data"]["activeTargets"]
 
 
+def _replica_links() -> set[tuple[str, str, str]]:
+    found = _query("minio_node_replication_link_online")
+    return {(r["metric"]["instance"], r["metric"]["endpoint"], r["value"][1]) for r in found}
+
+
 def test_every_node_and_service_is_collected_and_up() -> None:
     deadline = time.monotonic() + 90  # a scrape interval after a restart
     while down := [(t["scrapeUrl"], t["lastError"]) for t in _targets() if t["health"] != "up"]:
@@ -61,6 +66,13 @@ def test_every_node_and_service_is_collected_and_up() -> None:
     # Every service's own metrics arrive, not just an answer.
     for query in ("vault_core_unsealed", "minio_cluster_health_status", "node_uname_info"):
         assert _query(query), f"{query}: no samples"
+    # Each MinIO node reaches the replica (MinIO reports its link a minute or
+    # so after it starts).
+    replica = f"{hosts('storage_replica')[0]}:9000"
+    expected = {(f"{host}:9000", replica, "1") for host in hosts("storage")}
+    while (links := _replica_links()) != expected:
+        assert time.monotonic() < deadline + 120, f"MinIO's links to the replica: {links}"
+        time.sleep(5)
     # PostgreSQL's exporter reaches the server (its monitoring login works).
     assert [r["value"][1] for r in _query("pg_up")] == ["1"] * len(hosts("tracking"))
     # Slurm's node states, from the controller's textfile.

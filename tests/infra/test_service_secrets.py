@@ -159,7 +159,7 @@ def test_check_diff_where_keys_differ_shows_no_private_key() -> None:
     # node's (lost, or replaced): each copy task would print the key it is about to write.
     keys = _deployed_keys()
     servers = {
-        *hosts("storage"), *hosts("tracking"), *hosts("secrets"),
+        *hosts("storage"), *hosts("storage_replica"), *hosts("tracking"), *hosts("secrets"),
         *hosts("kube_control_plane"), *hosts("kube_node"),
     }  # fmt: skip
     assert servers <= set(keys), f"the lab's keys were not all found: {keys}"

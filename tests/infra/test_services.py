@@ -21,6 +21,7 @@ from tests.services import ca_file, endpoint
 SERVICES = [
     # MinIO: S3 API and console on every address; it also reaches itself on loopback.
     ("storage", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
+    ("storage_replica", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
     ("tracking", "postgresql@15-main", {"127.0.0.1:5432"}),
     ("tracking", "mlflow", {"0.0.0.0:5000"}),
     # OpenBao: API, and raft's cluster port (opened once unsealed).
@@ -56,6 +57,7 @@ SERVICES = [
 HEALTH = [
     ("storage", 9000, "/minio/health/live", None),
     ("storage", 9000, "/minio/health/cluster", None),
+    ("storage_replica", 9000, "/minio/health/live", None),
     ("tracking", 5000, "/health", "OK"),
     ("secrets", 8200, "/v1/sys/health", None),
 ]
@@ -103,7 +105,14 @@ def test_postgres_is_not_reachable_from_another_node(nodes: dict[str, Host]) -> 
 
 
 @pytest.mark.parametrize(
-    ("group", "port"), [("storage", 9000), ("storage", 9001), ("tracking", 5000), ("secrets", 8200)]
+    ("group", "port"),
+    [
+        ("storage", 9000),
+        ("storage", 9001),
+        ("storage_replica", 9000),
+        ("tracking", 5000),
+        ("secrets", 8200),
+    ],
 )
 def test_tls_verifies_against_the_lab_ca(group: str, port: int) -> None:
     host, published = endpoint(hosts(group)[0], port).split(":")

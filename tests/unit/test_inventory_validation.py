@@ -256,8 +256,8 @@ def _assert_validated(run: PlaybookRun, reached: set[str]) -> None:
 @pytest.mark.parametrize(
     ("dropped", "reached"),
     [
-        (KUBERNETES_GROUPS, {"storage", "head", "gpu1", "gpu2"}),
-        (SLURM_GROUPS, {"storage", "head", "kube-cp", "kube-gpu1", "kube-gpu2"}),
+        (KUBERNETES_GROUPS, {"storage", "replica", "head", "gpu1", "gpu2"}),
+        (SLURM_GROUPS, {"storage", "replica", "head", "kube-cp", "kube-gpu1", "kube-gpu2"}),
     ],
     ids=["slurm-only", "kubernetes-only"],
 )
