@@ -383,20 +383,24 @@ crds:
 charts: venv $(HELM_BIN) $(MINIO_BIN) crds ## Helm charts: lint, render, schemas, assertions (offline)
 	LABSTACK_CRD_DIRS=$(CRD_DIRS) $(PYTEST) tests/charts
 
+# The suites below deploy the sandbox first (make lab); `make test` has done
+# it already and empties LAB_TARGET.
+LAB_TARGET ?= lab
+
 .PHONY: infra
-infra: lab ## testinfra against the deployed sandbox
+infra: $(LAB_TARGET) ## testinfra against the deployed sandbox
 	$(PYTEST) tests/infra
 
 .PHONY: k8s
-k8s: lab ## the sandbox's Kubernetes cluster: nodes, DNS, GPUs, security, a node joining
+k8s: $(LAB_TARGET) ## the sandbox's Kubernetes cluster: nodes, DNS, GPUs, security, a node joining
 	$(PYTEST) tests/k8s
 
 .PHONY: e2e
-e2e: lab ## end-to-end: the labstack CLI submits real runs to the sandbox's Slurm
+e2e: $(LAB_TARGET) ## end-to-end: the labstack CLI submits real runs to the sandbox's Slurm
 	$(PYTEST) tests/e2e
 
 .PHONY: drill
-drill: lab ## restore drill: the head node lost and rebuilt from the backups (last: it recreates head)
+drill: $(LAB_TARGET) ## restore drill: the head node lost and rebuilt from the backups (last: it recreates head)
 	$(PYTEST) tests/drill
 
 .PHONY: images-test
@@ -410,7 +414,19 @@ images-test: venv $(MINIO_BIN) images ## the images run for real: the demo, torc
 # running make lab: MLflow 5 min (its wheelhouse included), PostgreSQL 1m45,
 # OpenBao 15 s, MinIO 10 s (its binary is make's, compiled once), saving
 # them for the nodes 1 min.
-test: lint unit charts infra k8s e2e drill ## lint, unit, chart, infra, Kubernetes, end-to-end tests and the restore drill (not images-test)
+#
+# unit and charts need no sandbox and mostly wait (on servers, retries,
+# restarts): they run beside `make lab`, their output printed once both are
+# done, then the suites that need the lab. What both sides build is built
+# before, once.
+test: lint $(MINIO_BIN) $(HELM_BIN) crds ## lint, unit, chart, infra, Kubernetes, end-to-end tests and the restore drill (not images-test)
+	@mkdir -p build; \
+	$(MAKE) --no-print-directory unit charts > build/test-offline.log 2>&1 & offline=$$!; \
+	$(MAKE) --no-print-directory lab; lab=$$?; \
+	wait $$offline; offline=$$?; cat build/test-offline.log; \
+	echo "make test: lab exit $$lab, unit and charts exit $$offline"; \
+	[ $$lab -eq 0 ] && [ $$offline -eq 0 ]
+	$(MAKE) --no-print-directory LAB_TARGET= infra k8s e2e drill
 
 # ----------------------------------------------------------------- benchmarks
 # Figures and ratios measured side by side in one run (benchmarks/), on real
