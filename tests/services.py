@@ -5,12 +5,18 @@ credentials (decrypted with the site's vault password, never printed)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hvac
 import urllib3
@@ -135,3 +141,36 @@ def minio_root() -> Minio:
     """The sandbox's MinIO as its root user."""
     found = credentials()
     return minio_as(hosts("storage")[0], found["minio_root_user"], found["minio_root_password"])
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """The lab's webhook: keeps every message posted to it."""
+
+    received: queue.Queue[dict]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.put(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[queue.Queue[dict]]:
+    """The sandbox's lab webhook (alertmanager_webhook_url, which jobs notify
+    too), served on this machine while the block runs: the messages posted to
+    it, in order."""
+    url = urlsplit(hostvars(hosts("monitoring")[0])["alertmanager_webhook_url"])
+    received: queue.Queue[dict] = queue.Queue()
+    handler = type("Receiver", (_Receiver,), {"received": received})
+    server = ThreadingHTTPServer((url.hostname or "", url.port or 80), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,6 +4,8 @@ stop, cancel, sweeps, relaunch, refusals before anything is submitted, and no se
 from __future__ import annotations
 
 import json
+import queue
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from tests.e2e.launcher import (
     wait_run,
     wait_step,
 )
-from tests.services import credentials, secret_values
+from tests.services import credentials, leaked_secrets, secret_values, webhook_receiver
 from workload.launch.cli import main
 
 pytestmark = pytest.mark.usefixtures("demo_dataset")
@@ -44,11 +46,32 @@ class Preempted:
     approle: str
     approle_mode: str
     log: str
+    notifications: list[str]
 
 
 @pytest.fixture(scope="module")
 def preempted_ddp_run() -> Preempted:
-    """A 2-node DDP run, sent USR1 (Slurm's time-limit warning) after its first checkpoint."""
+    """A 2-node DDP run, sent USR1 (Slurm's time-limit warning) after its first checkpoint,
+    with the lab's webhook listening."""
+    with webhook_receiver() as received:
+        return _preempted_ddp_run(received)
+
+
+def _notifications(received: queue.Queue[dict], run_id: str, last: str) -> list[str]:
+    """The texts about RUN_ID posted to the webhook, up to one that says LAST
+    (a job notifies once the run has ended: a minute at most)."""
+    texts: list[str] = []
+    deadline = time.monotonic() + 60
+    while not any(last in text for text in texts) and time.monotonic() < deadline:
+        try:
+            text = received.get(timeout=max(deadline - time.monotonic(), 0.1)).get("text", "")
+        except queue.Empty:
+            break
+        texts += [text] if run_id in text else []
+    return texts
+
+
+def _preempted_ddp_run(received: queue.Queue[dict]) -> Preempted:
     job = submitted(
         labstack(
             "submit",
@@ -79,7 +102,8 @@ def preempted_ddp_run() -> Preempted:
     on_head("scancel", "--batch", "--signal=USR1", job.job_id)
     wait_run(job.run_id, ("FINISHED", "FAILED"), timeout=900)
     log = on_head("cat", f"{run_dir}/slurm-{job.job_id}.out")
-    return Preempted(job, script, scontrol, environ, approle, mode, log)
+    notifications = _notifications(received, job.run_id, f"run {job.run_id} finished")
+    return Preempted(job, script, scontrol, environ, approle, mode, log, notifications)
 
 
 def test_ddp_run_finishes_with_metrics_params_and_provenance(preempted_ddp_run: Preempted) -> None:
@@ -99,6 +123,18 @@ def test_ddp_run_finishes_with_metrics_params_and_provenance(preempted_ddp_run: 
     assert tags["job.scheduler"] == "slurm"
     assert tags["job.id"] == preempted_ddp_run.job.job_id
     assert tags["resources.nodes"] == "2"
+
+
+def test_the_lab_webhook_hears_the_start_the_preemption_and_the_end(
+    preempted_ddp_run: Preempted,
+) -> None:
+    """Jobs notify the lab's webhook (its URL from OpenBao, with their credentials),
+    with the run's link and no secret."""
+    run_id = preempted_ddp_run.job.run_id
+    texts = preempted_ddp_run.notifications
+    for event in ("started", "preempted, checkpoint saved", "finished"):
+        assert any(text.startswith(f"run {run_id} {event}: http") for text in texts), (event, texts)
+    assert not leaked_secrets("\n".join(texts))
 
 
 def test_logs_prints_the_output_of_every_attempt(preempted_ddp_run: Preempted) -> None:

@@ -8,25 +8,33 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 from cryptography import x509
 from testinfra.host import Host
 
-from tests.inventory import container, hosts, hostvars
+from tests.inventory import container, hosts
 from tests.playbook import load_filter_plugin
-from tests.services import ca_file, credentials, endpoint, leaked_secrets
+from tests.services import ca_file, credentials, endpoint, leaked_secrets, webhook_receiver
 
 labstack_minio_metrics_token = load_filter_plugin("monitoring").labstack_minio_metrics_token
 _RULE_TESTS = Path(__file__).with_name("monitoring_rules_test.yml")
-_JOBS = {"node", "alertmanager", "minio", "minio-node", "minio-bucket", "openbao", "postgres"}
+_JOBS = {
+    "node",
+    "alertmanager",
+    "minio",
+    "minio-node",
+    "minio-bucket",
+    "openbao",
+    "postgres",
+    "mlflow",
+    "kube-apiserver",
+    "kubelet",
+}
 
 
 def _monitoring() -> str:
@@ -64,8 +72,19 @@ def test_every_node_and_service_is_collected_and_up() -> None:
     nodes = {t["labels"]["instance"] for t in targets if t["scrapePool"] == "node"}
     assert nodes == {f"{host}:9100" for host in hosts()}
     # Every service's own metrics arrive, not just an answer.
-    for query in ("vault_core_unsealed", "minio_cluster_health_status", "node_uname_info"):
+    for query in (
+        "vault_core_unsealed",
+        "minio_cluster_health_status",
+        "node_uname_info",
+        "mlflow_http_request_total",
+        "apiserver_request_total",
+        "kubelet_running_pods",
+    ):
         assert _query(query), f"{query}: no samples"
+    # Both MinIO deployments, the lab's and the replica, report their drives.
+    drives = _query("minio_cluster_drive_online_total")
+    first = [hosts("storage")[0], hosts("storage_replica")[0]]
+    assert {r["metric"]["instance"] for r in drives} == {f"{host}:9000" for host in first}
     # Each MinIO node reaches the replica (MinIO reports its link a minute or
     # so after it starts).
     replica = f"{hosts('storage_replica')[0]}:9000"
@@ -104,10 +123,10 @@ def test_prometheus_refuses_a_stranger_and_a_wrong_password() -> None:
     assert "HTTPS" in plain.text
 
 
-# URL [CERT KEY]: "answered" or "refused" and why, from a node.
+# URL [CERT KEY [CA]]: "answered" or "refused" and why, from a node.
 _FETCH = """
 import ssl, sys, urllib.request
-context = ssl.create_default_context()
+context = ssl.create_default_context(cafile=sys.argv[4] if len(sys.argv) > 4 else None)
 if len(sys.argv) > 2:
     context.load_cert_chain(sys.argv[2], sys.argv[3])
 try:
@@ -118,8 +137,8 @@ except Exception as error:
 """
 
 
-def _fetch(node: Host, url: str, *cert_and_key: str) -> str:
-    args = [url, *cert_and_key]
+def _fetch(node: Host, url: str, *cert_key_ca: str) -> str:
+    args = [url, *cert_key_ca]
     return node.check_output("python3 -c %s" + " %s" * len(args), _FETCH, *args).strip()
 
 
@@ -135,6 +154,38 @@ def test_exporters_answer_prometheus_only(nodes: dict[str, Host], exporter: str)
         assert _fetch(head, url, *cert_and_key).startswith("refused SSLError"), cert_and_key
     scrape = ("/etc/prometheus/web/scrape.crt", "/etc/prometheus/web/scrape.key")
     assert _fetch(head, url, *scrape) == "answered"
+
+
+def test_mlflow_metrics_need_a_login() -> None:
+    url = f"https://{endpoint(hosts('tracking')[0], 5000)}/metrics"
+
+    def fetch(auth: tuple[str, str] | None) -> int:
+        return requests.get(url, auth=auth, verify=str(ca_file()), timeout=10).status_code
+
+    assert fetch(None) == 401
+    assert fetch(("prometheus", "not-the-password")) == 401
+    assert fetch(("prometheus", credentials()["mlflow_prometheus_password"])) == 200
+
+
+def test_the_kubernetes_login_of_prometheus_reads_metrics_only(nodes: dict[str, Host]) -> None:
+    """The attack: with Prometheus's Kubernetes certificate, read the cluster's
+    secrets, list its pods, and reach a kubelet's pods and its proxy to the
+    containers (exec, logs): all refused; its metrics are read."""
+    head = nodes[_monitoring()]
+    login = ("/etc/prometheus/web/kubernetes.crt", "/etc/prometheus/web/kubernetes.key")
+    api = f"https://{hosts('kube_control_plane')[0]}:6443"
+    kubelet = f"https://{hosts('kube_node')[0]}:10250"
+    ca = "/etc/prometheus/web/kubernetes-ca.crt"
+    for url in (f"{api}/metrics", f"{kubelet}/metrics"):
+        assert _fetch(head, url, *login, ca) == "answered", url
+    for url in (
+        f"{api}/api/v1/secrets",
+        f"{api}/api/v1/pods",
+        f"{api}/api/v1/nodes/{hosts('kube_node')[0]}/proxy/pods",
+        f"{kubelet}/pods",
+        f"{kubelet}/runningpods/",
+    ):
+        assert _fetch(head, url, *login, ca).startswith("refused HTTPError HTTP Error 403"), url
 
 
 def test_minio_metrics_need_the_prometheus_users_token() -> None:
@@ -175,32 +226,10 @@ def test_the_deployed_alert_rules_pass_their_tests() -> None:
     assert "SUCCESS" in tested.stdout
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """The lab's webhook: keeps every message Alertmanager posts."""
-
-    received: queue.Queue[dict]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.put(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def webhook() -> Iterator[queue.Queue[dict]]:
-    url = urlsplit(hostvars(_monitoring())["alertmanager_webhook_url"])
-    received: queue.Queue[dict] = queue.Queue()
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = ThreadingHTTPServer((url.hostname or "", url.port or 80), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield received
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as received:
+        yield received
 
 
 def _message_about(received: queue.Queue[dict], status: str, instance: str, timeout: int) -> str:

@@ -289,6 +289,9 @@ def test_approle_token_reads_job_credentials_only() -> None:
     assert secret["AWS_SECRET_ACCESS_KEY"] == credentials()["minio_jobs_secret_key"]
     assert secret["AWS_ACCESS_KEY_ID"] == "jobs"
     assert secret["MLFLOW_TRACKING_PASSWORD"] == credentials()["mlflow_jobs_password"]
+    # Jobs notify the lab's webhook, the one Alertmanager sends to.
+    webhook = hostvars(hosts("monitoring")[0])["alertmanager_webhook_url"]
+    assert secret["LABSTACK_WEBHOOK_URL"] == webhook
     for path in ("labstack/admin/minio", "labstack/admin/mlflow", "labstack/admin/postgres"):
         with pytest.raises(hvac.exceptions.Forbidden):
             job.secrets.kv.v2.read_secret_version(path, raise_on_deleted_version=True)
