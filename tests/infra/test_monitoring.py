@@ -31,7 +31,6 @@ _JOBS = {
     "minio-bucket",
     "openbao",
     "postgres",
-    "mlflow",
     "kube-apiserver",
     "kubelet",
 }
@@ -76,7 +75,6 @@ def test_every_node_and_service_is_collected_and_up() -> None:
         "vault_core_unsealed",
         "minio_cluster_health_status",
         "node_uname_info",
-        "mlflow_http_request_total",
         "apiserver_request_total",
         "kubelet_running_pods",
     ):
@@ -92,6 +90,11 @@ def test_every_node_and_service_is_collected_and_up() -> None:
     while (links := _replica_links()) != expected:
         assert time.monotonic() < deadline + 120, f"MinIO's links to the replica: {links}"
         time.sleep(5)
+    # MLflow's health and request counts, from the tracking hosts' textfile.
+    tracking = {f"{host}:9100" for host in hosts("tracking")}
+    assert {r["metric"]["instance"] for r in _query("labstack_mlflow_up == 1")} == tracking
+    requests_counted = _query("sum by (instance) (mlflow_http_request_total)")
+    assert {r["metric"]["instance"] for r in requests_counted} == tracking
     # PostgreSQL's exporter reaches the server (its monitoring login works).
     assert [r["value"][1] for r in _query("pg_up")] == ["1"] * len(hosts("tracking"))
     # Slurm's node states, from the controller's textfile.
@@ -154,17 +157,6 @@ def test_exporters_answer_prometheus_only(nodes: dict[str, Host], exporter: str)
         assert _fetch(head, url, *cert_and_key).startswith("refused SSLError"), cert_and_key
     scrape = ("/etc/prometheus/web/scrape.crt", "/etc/prometheus/web/scrape.key")
     assert _fetch(head, url, *scrape) == "answered"
-
-
-def test_mlflow_metrics_need_a_login() -> None:
-    url = f"https://{endpoint(hosts('tracking')[0], 5000)}/metrics"
-
-    def fetch(auth: tuple[str, str] | None) -> int:
-        return requests.get(url, auth=auth, verify=str(ca_file()), timeout=10).status_code
-
-    assert fetch(None) == 401
-    assert fetch(("prometheus", "not-the-password")) == 401
-    assert fetch(("prometheus", credentials()["mlflow_prometheus_password"])) == 200
 
 
 def test_the_kubernetes_login_of_prometheus_reads_metrics_only(nodes: dict[str, Host]) -> None:
