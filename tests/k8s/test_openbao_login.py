@@ -85,6 +85,7 @@ def test_a_training_pod_logs_in_with_its_service_account_and_holds_no_secret(lab
         assert answer["keys"] == [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
+            "LABSTACK_WEBHOOK_URL",
             "MLFLOW_TRACKING_PASSWORD",
             "MLFLOW_TRACKING_USERNAME",
         ]
