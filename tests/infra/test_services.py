@@ -14,18 +14,20 @@ import pytest
 import requests
 from testinfra.host import Host
 
-from tests.inventory import hosts, hostvars
+from tests.inventory import hosts
 from tests.services import ca_file, endpoint
 
 # (inventory group, systemd unit, the TCP sockets it listens on, as ss prints them)
 SERVICES = [
-    # MinIO: S3 API and console on every address; it also reaches itself on loopback.
-    ("storage", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
-    ("storage_replica", "minio", {"*:9000", "*:9001", "127.0.0.1:9000"}),
+    # Services listen on the node's address in the lab ({address}), not on
+    # every interface. MinIO: S3 API and console; it also reaches itself on
+    # loopback.
+    ("storage", "minio", {"{address}:9000", "{address}:9001", "127.0.0.1:9000"}),
+    ("storage_replica", "minio", {"{address}:9000", "{address}:9001", "127.0.0.1:9000"}),
     ("tracking", "postgresql@15-main", {"127.0.0.1:5432"}),
-    ("tracking", "mlflow", {"0.0.0.0:5000"}),
+    ("tracking", "mlflow", {"{address}:5000"}),
     # OpenBao: API, and raft's cluster port (opened once unsealed).
-    ("secrets", "openbao", {"0.0.0.0:8200", "*:8201"}),
+    ("secrets", "openbao", {"{address}:8200", "{address}:8201"}),
     # Slurm: the daemons talk among the nodes; MariaDB serves slurmdbd alone.
     ("slurm_controller", "slurmctld", {"0.0.0.0:6817"}),
     ("slurm_dbd", "slurmdbd", {"0.0.0.0:6819"}),
@@ -48,10 +50,10 @@ SERVICES = [
     ("kube_node", "containerd", {"127.0.0.1:10010"}),
     # Monitoring: every node's exporter, PostgreSQL's beside it; Prometheus
     # and Alertmanager (no gossip port: one Alertmanager).
-    ("all", "prometheus-node-exporter", {"*:9100"}),
-    ("tracking", "prometheus-postgres-exporter", {"*:9187"}),
-    ("monitoring", "prometheus", {"*:9090"}),
-    ("monitoring", "prometheus-alertmanager", {"*:9093"}),
+    ("all", "prometheus-node-exporter", {"{address}:9100"}),
+    ("tracking", "prometheus-postgres-exporter", {"{address}:9187"}),
+    ("monitoring", "prometheus", {"{address}:9090"}),
+    ("monitoring", "prometheus-alertmanager", {"{address}:9093"}),
 ]
 # (host group, container port, health path, expected body or None)
 HEALTH = [
@@ -63,9 +65,11 @@ HEALTH = [
 ]
 
 
-def _expected(name: str, sockets: set[str]) -> set[str]:
-    """SOCKETS of host NAME, {address} its address on the sandbox network."""
-    address = hostvars(name).get("sandbox_ipv4_address", "")
+def _expected(node: Host, sockets: set[str]) -> set[str]:
+    """SOCKETS of NODE, {address} its address in the lab: the one its name
+    resolves to on the nodes (/etc/hosts, which the common role writes)."""
+    name = node.check_output("hostname")
+    address = node.check_output("getent hosts %s", name).split()[0]
     return {entry.replace("{address}", address) for entry in sockets}
 
 
@@ -83,7 +87,7 @@ def test_service_is_active_and_enabled(
         service = nodes[name].service(unit)
         assert service.is_running, f"{unit} on {name}"
         assert service.is_enabled, f"{unit} on {name}"
-        assert _expected(name, sockets) <= _listening(nodes[name]), f"{unit} on {name}"
+        assert _expected(nodes[name], sockets) <= _listening(nodes[name]), f"{unit} on {name}"
 
 
 def test_nodes_listen_only_where_their_services_should(node: Host) -> None:
@@ -92,7 +96,7 @@ def test_nodes_listen_only_where_their_services_should(node: Host) -> None:
     expected: set[str] = set()
     for group, _, sockets in SERVICES:
         if name in hosts(group):
-            expected |= _expected(name, sockets)
+            expected |= _expected(node, sockets)
     assert _listening(node) == expected, name
 
 

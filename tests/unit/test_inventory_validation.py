@@ -55,17 +55,23 @@ def _missing_dbd_group(inventory: Path) -> None:
     _write_hosts(inventory, hosts)
 
 
-def _job_networks(value: str) -> Edit:
-    """An inventory whose openbao_jobs_bound_cidrs is VALUE (YAML)."""
+def _setting(name: str, value: str) -> Edit:
+    """An inventory whose setting NAME (group_vars/all/main.yml) is VALUE (YAML)."""
 
     def edit(inventory: Path) -> None:
         main = inventory / "group_vars" / "all" / "main.yml"
         text = main.read_text()
-        assert "\nopenbao_jobs_bound_cidrs:" in text
-        text = text.replace("\nopenbao_jobs_bound_cidrs:", "\n# was:")
-        main.write_text(f"{text}openbao_jobs_bound_cidrs: {value}\n")
+        assert f"\n{name}:" in text
+        text = text.replace(f"\n{name}:", "\n# was:")
+        main.write_text(f"{text}{name}: {value}\n")
 
     return edit
+
+
+def _ssh_to_gpu2(inventory: Path) -> None:
+    hosts = _hosts(inventory)
+    hosts["all"]["children"]["slurm_compute"]["hosts"]["gpu2"] = {"ansible_connection": "ssh"}
+    _write_hosts(inventory, hosts)
 
 
 def _underscore_host(inventory: Path) -> None:
@@ -187,14 +193,25 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
             ],
         ),
         (
-            _job_networks("[]"),
+            _setting("openbao_jobs_bound_cidrs", "[]"),
             ["openbao_jobs_bound_cidrs must list one network or more (ADDRESS/PREFIX), got []"],
         ),
         (
-            _job_networks("[10.1.2.3/8]"),
+            _setting("openbao_jobs_bound_cidrs", "[10.1.2.3/8]"),
             [
                 "openbao_jobs_bound_cidrs: '10.1.2.3/8' is not a network "
                 "(10.1.2.3/8 has host bits set)"
+            ],
+        ),
+        (
+            _setting("firewall_lab_networks", "[]"),
+            ["firewall_lab_networks must list one network or more (ADDRESS/PREFIX), got []"],
+        ),
+        (
+            _ssh_to_gpu2,
+            [
+                "firewall_admin_networks is empty, so the firewall would refuse SSH, which "
+                "Ansible reaches gpu2 over"
             ],
         ),
         (_underscore_host, ["invalid host name(s) gpu_3", "no underscores"]),
@@ -214,6 +231,8 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
         "node-selector-on-no-node",
         "no-job-networks",
         "bad-job-network",
+        "no-lab-networks",
+        "ssh-without-admin-networks",
         "underscore-host",
         "misspelled-var",
         "unknown-host-var",
