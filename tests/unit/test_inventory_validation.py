@@ -68,6 +68,14 @@ def _job_networks(value: str) -> Edit:
     return edit
 
 
+def _two_holders_for_three_shares(inventory: Path) -> None:
+    # mQ== is the first byte of a public key as `gpg --export | base64` prints it.
+    _append_var(
+        inventory,
+        "openbao_unseal_pgp_keys: [{holder: alice, key: mQ==}, {holder: alice, key: mQ==}]\n",
+    )
+
+
 def _underscore_host(inventory: Path) -> None:
     hosts = _hosts(inventory)
     hosts["all"]["children"]["slurm_compute"]["hosts"]["gpu_3"] = None
@@ -197,6 +205,14 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
                 "(10.1.2.3/8 has host bits set)"
             ],
         ),
+        (
+            _two_holders_for_three_shares,
+            [
+                "openbao_unseal_pgp_keys: holder alice is named twice (one share each); "
+                "openbao_unseal_pgp_keys names 2 holder(s) but openbao_key_shares is 3: "
+                "each share goes to one holder, so both must be equal."
+            ],
+        ),
         (_underscore_host, ["invalid host name(s) gpu_3", "no underscores"]),
         (
             _misspelled_variable,
@@ -214,6 +230,7 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
         "node-selector-on-no-node",
         "no-job-networks",
         "bad-job-network",
+        "unseal-share-holders",
         "underscore-host",
         "misspelled-var",
         "unknown-host-var",
