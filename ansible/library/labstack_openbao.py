@@ -26,6 +26,16 @@ options:
       file the initialisation result (unseal keys, root token) is written to,
       0600, before anything else (init); an existing one is never replaced
     type: path
+  pgp_keys:
+    description: >-
+      one holder per unseal key share (init): holder (a name) and key (the
+      holder's OpenPGP public key, base64 of the binary key, as `gpg --export
+      NAME | base64 -w0` prints it). Each share is encrypted to its holder's
+      key, and the result holds unseal_shares [{holder, share}] (share: base64
+      of the OpenPGP message) instead of unseal_keys. Empty: plain keys
+    type: list
+    elements: dict
+    default: []
   unseal_keys:
     {description: unseal keys (unseal), type: list, elements: str, default: [], no_log: true}
   token:
@@ -73,9 +83,20 @@ root_revoked: {description: whether no root token is left (configure), type: boo
 
 def _init(client: Any, params: dict, result: dict) -> None:
     """Initialise an uninitialised server; the unseal keys and the root token go to
-    SAVE_TO (0600) before anything else can fail, so that no interruption loses them."""
+    SAVE_TO (0600) before anything else can fail, so that no interruption loses them.
+
+    With PGP_KEYS, OpenBao encrypts each share to one holder's key before it
+    answers: the plain shares never leave the server, and SAVE_TO holds the
+    encrypted ones with their holders' names (paired here, in the order OpenBao
+    was given the keys, so that no later change of the inventory can mix them)."""
     if client.sys.is_initialized():
         return
+    holders = params["pgp_keys"]
+    if holders and len(holders) != params["key_shares"]:
+        raise ValueError(
+            f"pgp_keys has {len(holders)} holder(s) for key_shares {params['key_shares']}: "
+            "one share per holder"
+        )
     path = params["save_to"]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,14 +107,28 @@ def _init(client: Any, params: dict, result: dict) -> None:
             "they belong to nothing that must be kept"
         ) from None
     try:
-        answer = client.sys.initialize(params["key_shares"], params["key_threshold"])
+        answer = client.sys.initialize(
+            params["key_shares"],
+            params["key_threshold"],
+            pgp_keys=[holder["key"] for holder in holders] or None,
+        )
     except BaseException:
         os.close(fd)
         os.unlink(path)
         raise
     result["actions"].append("initialise")
+    saved_result: dict[str, Any] = {"unseal_keys": answer["keys_base64"]}
+    if holders:
+        # Another name than unseal_keys: nothing downstream may take them for keys.
+        saved_result = {
+            "unseal_shares": [
+                {"holder": holder["holder"], "share": share}
+                for holder, share in zip(holders, answer["keys_base64"], strict=True)
+            ]
+        }
+    saved_result["root_token"] = answer["root_token"]
     with os.fdopen(fd, "w") as saved:
-        json.dump({"unseal_keys": answer["keys_base64"], "root_token": answer["root_token"]}, saved)
+        json.dump(saved_result, saved)
         saved.flush()
         os.fsync(saved.fileno())
 
@@ -267,6 +302,15 @@ def main() -> None:
             "key_shares": {"type": "int", "default": 3},
             "key_threshold": {"type": "int", "default": 2},
             "save_to": {"type": "path"},
+            "pgp_keys": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "holder": {"type": "str", "required": True},
+                    "key": {"type": "str", "required": True},
+                },
+            },
             "unseal_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
             "token": {"type": "str", "no_log": True},
             "admin_username": {"type": "str"},

@@ -74,6 +74,14 @@ def _ssh_to_gpu2(inventory: Path) -> None:
     _write_hosts(inventory, hosts)
 
 
+def _two_holders_for_three_shares(inventory: Path) -> None:
+    # mQ== is the first byte of a public key as `gpg --export | base64` prints it.
+    _append_var(
+        inventory,
+        "openbao_unseal_pgp_keys: [{holder: alice, key: mQ==}, {holder: alice, key: mQ==}]\n",
+    )
+
+
 def _underscore_host(inventory: Path) -> None:
     hosts = _hosts(inventory)
     hosts["all"]["children"]["slurm_compute"]["hosts"]["gpu_3"] = None
@@ -214,6 +222,14 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
                 "Ansible reaches gpu2 over"
             ],
         ),
+        (
+            _two_holders_for_three_shares,
+            [
+                "openbao_unseal_pgp_keys: holder alice is named twice (one share each); "
+                "openbao_unseal_pgp_keys names 2 holder(s) but openbao_key_shares is 3: "
+                "each share goes to one holder, so both must be equal."
+            ],
+        ),
         (_underscore_host, ["invalid host name(s) gpu_3", "no underscores"]),
         (
             _misspelled_variable,
@@ -233,6 +249,7 @@ def _break(tmp_path: Path, edit: Edit) -> Path:
         "bad-job-network",
         "no-lab-networks",
         "ssh-without-admin-networks",
+        "unseal-share-holders",
         "underscore-host",
         "misspelled-var",
         "unknown-host-var",

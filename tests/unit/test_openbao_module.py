@@ -5,11 +5,15 @@ no key; configuring revokes the root token and later runs log in as the admin.""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pty
 import secrets
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import hvac.exceptions
 import pytest
 
 from tests.openbao import generate_root
+from tests.playbook import load_filter_plugin
 from workload.localservers import free_port, running
 
 ROLE = Path(__file__).resolve().parents[2] / "ansible"
@@ -138,3 +143,185 @@ def test_configuring_revokes_the_root_token_and_later_runs_log_in_as_the_admin(
     assert "the admin login (admin_username) was refused" in refused["msg"]
     assert "bao operator generate-root" in refused["msg"]
     assert "a-password-openbao-never-had" not in json.dumps(refused)
+
+
+# Holders of the unseal shares (openbao_unseal_pgp_keys): real gpg, one home per holder,
+# so that a share each holder opens is one encrypted to them alone.
+HOLDERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture(scope="module")
+def holders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    """HOLDER -> {home: their GNUPGHOME, key: their public key as openbao_unseal_pgp_keys
+    wants it (base64 of `gpg --export`)}: a throwaway key each, without a passphrase."""
+    made: dict[str, dict[str, str]] = {}
+    try:
+        for name in HOLDERS:
+            home = tmp_path_factory.mktemp(f"gpg-{name}")
+            home.chmod(0o700)
+            made[name] = {"home": str(home)}
+            gpg = ["gpg", "--homedir", str(home), "--batch"]
+            subprocess.run(
+                [*gpg, "--passphrase", "", "--quick-gen-key", name, "default", "default", "never"],
+                capture_output=True,
+                check=True,
+            )
+            public = subprocess.run([*gpg, "--export", name], capture_output=True, check=True)
+            made[name]["key"] = base64.b64encode(public.stdout).decode()
+        yield made
+    finally:
+        for holder in made.values():  # each home started its own gpg-agent
+            env = {**os.environ, "GNUPGHOME": holder["home"]}
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+
+
+def _holder_unseals(addr: str, share_file: Path, home: str) -> subprocess.CompletedProcess[str]:
+    """What the openbao role tells a holder to run, in their own gpg home."""
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "GNUPGHOME": home}
+    command = 'base64 -d < "$1" | gpg --batch --decrypt | bao write sys/unseal key=-'
+    env |= {"BAO_ADDR": addr, "HOME": home}
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command, "unseal", str(share_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _at_a_terminal(argv: list[str], env: dict[str, str], answer: str, prompt: str) -> str:
+    """ARGV on a pseudo-terminal, ANSWER typed at PROMPT as a holder types it; its output."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.5)[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the command ended
+                break
+            output += chunk
+            if prompt in chunk.decode(errors="replace"):
+                os.write(master, answer.encode() + b"\r")
+    finally:
+        os.close(master)
+        proc.kill()
+        proc.wait()
+    return output.decode(errors="replace")
+
+
+def test_holders_get_shares_only_their_own_keys_open(
+    openbao: str, tmp_path: Path, holders: dict[str, dict[str, str]]
+) -> None:
+    saved = tmp_path / "credentials-openbao-init.json"
+    pgp_keys = [{"holder": name, "key": holders[name]["key"]} for name in HOLDERS]
+    init = {"url": openbao, "action": "init", "key_shares": 3, "key_threshold": 2}
+    answer = _module(tmp_path, **init, pgp_keys=pgp_keys, save_to=str(saved))
+    assert answer["changed"], answer
+    assert saved.stat().st_mode & 0o777 == 0o600
+    result = json.loads(saved.read_text())
+    assert "unseal_keys" not in result, "plain keys saved beside the holders' shares"
+    assert [share["holder"] for share in result["unseal_shares"]] == list(HOLDERS)
+    files = {}
+    for share in result["unseal_shares"]:
+        files[share["holder"]] = tmp_path / f"openbao-unseal-share-{share['holder']}.b64"
+        files[share["holder"]].write_text(share["share"] + "\n")
+
+    # As they are, the shares unseal nothing: not through the module, not one by one.
+    shares = [share["share"] for share in result["unseal_shares"]]
+    client = hvac.Client(url=openbao)
+    unsealing = _module(tmp_path, url=openbao, action="unseal", unseal_keys=shares)
+    assert unsealing.get("failed") or unsealing["sealed"], unsealing
+    for share in shares:
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            client.sys.submit_unseal_key(share)
+    assert client.sys.is_sealed()
+    # A holder opens no other holder's share.
+    opened = _holder_unseals(openbao, files["alice"], holders["bob"]["home"])
+    assert opened.returncode != 0, opened.stdout
+    assert client.sys.read_seal_status()["progress"] == 0
+    assert client.sys.is_sealed()
+
+    # Two holders, each in their own gpg home, as the role's message tells them.
+    carol = _holder_unseals(openbao, files["carol"], holders["carol"]["home"])
+    assert carol.returncode == 0, carol.stderr
+    assert client.sys.read_seal_status()["progress"] == 1
+    decrypted = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"base64 -d < {files['alice']} | gpg --batch --decrypt"],
+        env={**os.environ, "GNUPGHOME": holders["alice"]["home"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    bao = [str(Path(sys.executable).parent / "bao"), "operator", "unseal"]
+    env = {"PATH": os.environ["PATH"], "BAO_ADDR": openbao, "HOME": str(tmp_path)}
+    _at_a_terminal(bao, env, decrypted, "Unseal Key (will be hidden):")
+    assert not client.sys.is_sealed()
+    client.token = result["root_token"]
+    assert "root" in client.auth.token.lookup_self()["data"]["policies"]
+
+
+def test_holders_that_openbao_refuses_leave_nothing(
+    openbao: str, tmp_path: Path, holders: dict[str, dict[str, str]]
+) -> None:
+    saved = tmp_path / "credentials-openbao-init.json"
+    init = {"url": openbao, "action": "init", "key_shares": 3, "key_threshold": 2}
+    two = [{"holder": name, "key": holders[name]["key"]} for name in HOLDERS[:2]]
+    answer = _module(tmp_path, **init, pgp_keys=two, save_to=str(saved))
+    assert answer.get("failed"), answer
+    assert "pgp_keys has 2 holder(s) for key_shares 3: one share per holder" in answer["msg"]
+
+    no_key = [*two, {"holder": "dave", "key": base64.b64encode(b"not a key").decode()}]
+    answer = _module(tmp_path, **init, pgp_keys=no_key, save_to=str(saved))
+    assert "error parsing given PGP key" in answer.get("msg", ""), answer
+    assert not saved.exists()
+    assert not hvac.Client(url=openbao).sys.is_initialized()
+
+
+def test_the_holders_inputs_are_checked(holders: dict[str, dict[str, str]]) -> None:
+    errors = load_filter_plugin("openbao").labstack_unseal_pgp_key_errors
+    key = holders["alice"]["key"]
+    good = [{"holder": name, "key": holders[name]["key"]} for name in HOLDERS]
+    assert errors(good, 3) == []
+    assert errors([], 3) == []
+    assert errors(good, 5) == [
+        "openbao_unseal_pgp_keys names 3 holder(s) but openbao_key_shares is 5: "
+        "each share goes to one holder, so both must be equal"
+    ]
+    armored = subprocess.run(
+        ["gpg", "--homedir", holders["alice"]["home"], "--armor", "--export", "alice"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wrapped = "\n".join(key[i : i + 76] for i in range(0, len(key), 76))
+    export = "`gpg --export NAME | base64 -w0`"
+    # Each bad value, and what the validation says of it.
+    bad: list[tuple[list[dict[str, str]] | str, str]] = [
+        ([{"holder": "alice", "key": key}] * 2, "holder alice is named twice (one share each)"),
+        (
+            [{"holder": "../alice", "key": key}],
+            "holder '../alice' must be lowercase letters, digits, '.', '_' and '-'",
+        ),
+        ([{"name": "alice", "key": key}], "must have exactly holder and key, got ['key', 'name']"),
+        ([{"holder": "alice", "key": ""}], "the key of alice is empty: it must be the base64 "),
+        ([{"holder": "alice", "key": armored}], "alice is ASCII-armored: OpenBao wants the "),
+        ([{"holder": "alice", "key": wrapped}], "holds spaces or line breaks: base64 on one line"),
+        ([{"holder": "alice", "key": "not*base64"}], "the key of alice is not base64"),
+        (
+            [{"holder": "alice", "key": base64.b64encode(b"plain text").decode()}],
+            f"the key of alice is base64 but not an OpenPGP public key: {export}",
+        ),
+        ("alice", "must be a list of {holder: NAME, key: PUBLIC_KEY}, got 'alice'"),
+    ]
+    for value, message in bad:
+        found = errors(value, len(value))
+        assert len(found) == 1, found
+        assert message in found[0], found
+        assert export in found[0] or "the key of" not in found[0], found
