@@ -1,4 +1,4 @@
-# pyright: reportAttributeAccessIssue=false
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false
 # (testinfra builds its modules, host.service ..., at run time)
 """The host firewall: a node lets in only what the layers declared. The
 attacks come from other nodes of the lab: a port no layer declared (a
