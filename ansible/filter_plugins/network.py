@@ -36,6 +36,15 @@ def labstack_cidr_errors(cidrs: Any, variable: str) -> list[str]:
     return errors
 
 
+def _is_port_or_range(port: Any) -> bool:
+    """Whether PORT is a TCP port (1-65535) or a range of them, LOW-HIGH."""
+    bounds = str(port).split("-")
+    if len(bounds) > 2 or not all(bound.isdigit() for bound in bounds):
+        return False
+    numbers = [int(bound) for bound in bounds]
+    return 1 <= numbers[0] <= numbers[-1] <= 65535
+
+
 def labstack_firewall_errors(flows: Any, service: str) -> list[str]:
     """What is wrong with FLOWS, the connections SERVICE lets in (the firewall
     role's allow entry point): [] when nothing is."""
@@ -50,11 +59,12 @@ def labstack_firewall_errors(flows: Any, service: str) -> list[str]:
         if not isinstance(why, str) or not why or '"' in why or "\n" in why:
             errors.append(f"{service}: why must be a few words without quotes, got {why!r}")
         if ports != "all" and not (
-            isinstance(ports, list)
-            and ports
-            and all(str(port).isdigit() and 1 <= int(port) <= 65535 for port in ports)
+            isinstance(ports, list) and ports and all(_is_port_or_range(port) for port in ports)
         ):
-            errors.append(f"{service}: ports must be TCP ports (1-65535) or 'all', got {ports!r}")
+            errors.append(
+                f"{service}: ports must be TCP ports (1-65535) or ranges LOW-HIGH, or 'all', "
+                f"got {ports!r}"
+            )
         if sources != "lab" and not (
             isinstance(sources, list) and sources and all(isinstance(g, str) for g in sources)
         ):

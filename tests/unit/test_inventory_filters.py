@@ -132,3 +132,30 @@ def test_a_site_with_no_compute_layer_is_told_both_ways() -> None:
         "kube_control_plane and kube_node for Kubernetes, or both"
     ]
     assert filters.requested_layers(groups, LAYERS) == []
+
+
+network = load_filter_plugin("network")
+
+
+@pytest.mark.parametrize(
+    ("flows", "error"),
+    [
+        ([{"why": "the API", "ports": [9000, "60001-63000"], "from": "lab"}], None),
+        ([{"why": "peers", "ports": "all", "from": ["slurm_compute"]}], None),
+        ([], "must list one flow or more"),
+        ([{"why": "x", "ports": [9000]}], "a flow is {why, ports, from}"),
+        ([{"why": 'say "hi"', "ports": [1], "from": "lab"}], "without quotes"),
+        ([{"why": "x", "ports": [0], "from": "lab"}], "ports must be TCP ports"),
+        ([{"why": "x", "ports": ["63000-60001"], "from": "lab"}], "ports must be TCP ports"),
+        ([{"why": "x", "ports": ["1-2-3"], "from": "lab"}], "ports must be TCP ports"),
+        ([{"why": "x", "ports": ["9000;"], "from": "lab"}], "ports must be TCP ports"),
+        ([{"why": "x", "ports": [1], "from": "everyone"}], "from must be 'lab' or a list"),
+    ],
+)
+def test_firewall_flows_are_checked(flows: list, error: str | None) -> None:
+    errors = network.labstack_firewall_errors(flows, "svc")
+    if error is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1, errors
+        assert error in errors[0], errors
