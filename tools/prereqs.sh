@@ -18,11 +18,13 @@ fi
 missing=()
 
 # Debian packages: the Docker engine, debootstrap (base image without a
-# registry), and column (make images' table).
+# registry), column (make images' table), and gpg (the unit tests of the
+# unseal shares' holders).
 packages=()
 command -v dockerd >/dev/null || packages+=(docker.io)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v column >/dev/null || packages+=(bsdextrautils)
+command -v gpg >/dev/null || packages+=(gnupg)
 if ((${#packages[@]})); then
     if $can_install; then
         echo "prereqs: installing ${packages[*]}"
