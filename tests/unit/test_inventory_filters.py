@@ -159,3 +159,26 @@ def test_firewall_flows_are_checked(flows: list, error: str | None) -> None:
     else:
         assert len(errors) == 1, errors
         assert error in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("hostvars", "address"),
+    [
+        (
+            {"common_host_address_resolved": "10.0.0.5", "common_host_address": "10.0.0.6"},
+            "10.0.0.5",
+        ),
+        (
+            {"common_host_address": "10.0.0.6", "ansible_default_ipv4": {"address": "10.0.0.7"}},
+            "10.0.0.6",
+        ),
+        ({"common_host_address": "", "ansible_default_ipv4": {"address": "10.0.0.7"}}, "10.0.0.7"),
+    ],
+)
+def test_a_host_is_known_by_commons_address_else_its_own(hostvars: dict, address: str) -> None:
+    assert network.labstack_host_address(hostvars) == address
+
+
+def test_a_host_without_an_address_is_named() -> None:
+    with pytest.raises(ValueError, match="no address known for gpu9"):
+        network.labstack_host_address({"inventory_hostname": "gpu9"})
