@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -53,6 +54,13 @@ options:
   userpass_users:
     {description: name -> password and token settings, type: dict, default: {}}
   audit_file: {description: file the configured audit device writes, type: str, default: ""}
+  raft_peers:
+    description: >-
+      the node ids the raft cluster keeps (configure): any other member is
+      removed from it; empty: members are left as they are
+    type: list
+    elements: str
+    default: []
   kubernetes_auth:
     description: >-
       the Kubernetes auth method: mount, config (kubernetes_host,
@@ -140,8 +148,19 @@ def _unseal(client: Any, params: dict, result: dict) -> None:
         raise ValueError("the server is sealed and no unseal keys were given")
     result["actions"].append("unseal")
     for key in params["unseal_keys"]:
-        if not client.sys.submit_unseal_key(key)["sealed"]:
+        answer = client.sys.submit_unseal_key(key)
+        # Progress back at 0: the threshold is met. A host joining a raft cluster
+        # unseals once it has answered the leader's challenge with the keys.
+        if not answer["sealed"] or answer["progress"] == 0:
             break
+    deadline = time.monotonic() + 60
+    while client.sys.is_sealed():
+        if time.monotonic() > deadline:
+            raise ValueError(
+                "still sealed a minute after the unseal keys were given: "
+                "are they this server's (or, joining a raft cluster, its leader's)?"
+            )
+        time.sleep(1)
 
 
 def _login(client: Any, params: dict, result: dict) -> bool:
@@ -218,6 +237,8 @@ def _configure(client: Any, params: dict, result: dict) -> None:
             _userpass_user(client, params, name, dict(settings), actions)
     if params["kubernetes_auth"]:
         _kubernetes_auth(client, params["kubernetes_auth"], actions)
+    if params["raft_peers"]:
+        _raft_peers(client, params["raft_peers"], actions)
     for path, data in params["kv_secrets"].items():
         try:
             current = client.secrets.kv.v2.read_secret_version(
@@ -234,6 +255,22 @@ def _configure(client: Any, params: dict, result: dict) -> None:
     if root:
         actions.append("revoke the root token")
         result["root_revoked"] = True
+
+
+def _raft_peers(client: Any, keep: list[str], actions: list[str]) -> None:
+    """Remove from the raft cluster every member KEEP does not name. Before its host
+    goes: a cluster that has lost the quorum of its voters can change nothing."""
+    servers = client.sys.read_raft_config()["data"]["config"]["servers"]
+    members = [server["node_id"] for server in servers]
+    if not set(keep) & set(members):
+        raise ValueError(
+            f"none of raft_peers ({', '.join(keep)}) is a member of the raft cluster "
+            f"({', '.join(members)}): refusing to remove them all"
+        )
+    for member in members:
+        if member not in keep:
+            actions.append(f"remove raft peer {member}")
+            client.sys.remove_raft_node(member)
 
 
 def _userpass_user(
@@ -322,6 +359,7 @@ def main() -> None:
             "userpass_users": {"type": "dict", "default": {}, "no_log": True},
             "audit_file": {"type": "str", "default": ""},
             "kubernetes_auth": {"type": "dict", "default": {}, "no_log": True},
+            "raft_peers": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[
             ("action", "init", ["save_to"]),

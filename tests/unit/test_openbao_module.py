@@ -11,10 +11,12 @@ import os
 import pty
 import secrets
 import select
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +34,45 @@ POLICIES = ROLE / "roles" / "openbao" / "files" / "policies"
 ADMIN = "labstack-admin"
 
 
+@contextmanager
+def _server(folder: Path, name: str, port: int, peers: tuple[int, ...] = ()) -> Iterator[str]:
+    """An OpenBao server of raft node NAME on PORT, joining the one of PEERS that
+    leads (retry_join, as storage.hcl.j2 has it) when it starts without data; its URL."""
+    addr = f"http://127.0.0.1:{port}"
+    (folder / name).mkdir()
+    joins = "".join(
+        f'  retry_join {{ leader_api_addr = "http://127.0.0.1:{peer}" }}\n' for peer in peers
+    )
+    config = folder / f"{name}.hcl"
+    config.write_text(
+        f'storage "raft" {{\n  path = "{folder / name}"\n  node_id = "{name}"\n{joins}}}\n'
+        f'listener "tcp" {{\n  address = "127.0.0.1:{port}"\n  tls_disable = true\n'
+        f'  cluster_address = "127.0.0.1:{port + 1}"\n}}\n'
+        f'api_addr = "{addr}"\ncluster_addr = "https://127.0.0.1:{port + 1}"\n'
+    )
+    argv = [str(Path(sys.executable).parent / "bao"), "server", f"-config={config}"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(folder)}
+    health = f"{addr}/v1/sys/health?uninitcode=200&sealedcode=200&standbycode=200"
+    with running(argv, env, folder / f"{name}.log", health):
+        yield addr
+
+
+def _port_pair() -> int:
+    """A free port whose next one is free too (the API's and raft's)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def openbao(tmp_path: Path) -> Iterator[str]:
     """An OpenBao server that nobody has initialised yet."""
-    port = free_port()
-    config = tmp_path / "openbao.hcl"
-    addr = f"http://127.0.0.1:{port}"
-    (tmp_path / "data").mkdir()
-    config.write_text(
-        f'storage "raft" {{\n  path = "{tmp_path}/data"\n  node_id = "one"\n}}\n'
-        f'listener "tcp" {{\n  address = "127.0.0.1:{port}"\n  tls_disable = true\n}}\n'
-        f'api_addr = "{addr}"\ncluster_addr = "http://127.0.0.1:{free_port()}"\n'
-    )
-    argv = [str(Path(sys.executable).parent / "bao"), "server", f"-config={config}"]
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    health = f"{addr}/v1/sys/health?uninitcode=200&sealedcode=200"
-    with running(argv, env, tmp_path / "bao.log", health):
+    with _server(tmp_path, "one", _port_pair()) as addr:
         yield addr
 
 
@@ -61,7 +86,9 @@ def _module(tmp_path: Path, **args: Any) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def _configure(tmp_path: Path, addr: str, password: str, token: str | None = None) -> dict:
+def _configure(
+    tmp_path: Path, addr: str, password: str, token: str | None = None, **more: Any
+) -> dict:
     """What the openbao role configures, in small: its policies, an AppRole, userpass
     logins, a secret; with the root token while there is one, else as the admin."""
     users = {ADMIN: {"password": password, "token_policies": ["labstack-admin"]}}
@@ -74,7 +101,7 @@ def _configure(tmp_path: Path, addr: str, password: str, token: str | None = Non
     args["policies"] = {path.stem: path.read_text() for path in POLICIES.glob("*.hcl")}
     args["approles"] = {"jobs": {"token_policies": ["labstack-jobs"], "secret_id_num_uses": 8}}
     args["kv_secrets"] = {"labstack/jobs/workload": {"AWS_ACCESS_KEY_ID": "jobs"}}
-    return _module(tmp_path, **args, **({"token": token} if token else {}))
+    return _module(tmp_path, **args, **more, **({"token": token} if token else {}))
 
 
 def test_the_keys_are_on_disk_when_init_returns_and_nothing_replaces_them(
@@ -173,6 +200,64 @@ def holders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict
         for holder in made.values():  # each home started its own gpg-agent
             env = {**os.environ, "GNUPGHOME": holder["home"]}
             subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+
+
+def test_a_second_host_joins_and_leaves_the_raft_cluster_as_the_peers_say(
+    tmp_path: Path,
+) -> None:
+    one_port, two_port = _port_pair(), _port_pair()
+    with (
+        _server(tmp_path, "one", one_port, peers=(two_port,)) as one,
+        _server(tmp_path, "two", two_port, peers=(one_port,)) as two,
+    ):
+        saved = tmp_path / "init.json"
+        init = {"action": "init", "key_shares": 3, "key_threshold": 2, "save_to": str(saved)}
+        assert _module(tmp_path, url=one, **init)["changed"]
+        keys = json.loads(saved.read_text())["unseal_keys"]
+        assert _module(tmp_path, url=one, action="unseal", unseal_keys=keys)["sealed"] is False
+        # Two has no data: it joins one, and is unsealed with one's keys.
+        deadline = time.monotonic() + 30
+        while not hvac.Client(url=two).sys.is_initialized():
+            assert time.monotonic() < deadline, (tmp_path / "two.log").read_text()
+            time.sleep(0.5)
+        assert _module(tmp_path, url=two, action="unseal", unseal_keys=keys)["sealed"] is False
+        password = secrets.token_hex(16)
+        first = _configure(tmp_path, one, password, json.loads(saved.read_text())["root_token"])
+        assert first["root_revoked"], first
+
+        admin = hvac.Client(url=two)  # a standby: it forwards to the active one
+        admin.auth.userpass.login(ADMIN, password)
+        servers = admin.sys.read_raft_config()["data"]["config"]["servers"]
+        assert sorted(server["node_id"] for server in servers) == ["one", "two"]
+        deadline = time.monotonic() + 30
+        while True:  # a new KV engine is briefly unavailable while it upgrades
+            try:
+                admin.secrets.kv.v2.create_or_update_secret("labstack/probe", {"v": "through two"})
+                break
+            except hvac.exceptions.InvalidRequest as error:
+                if "upgrade" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+        # As the admin (the root token is gone): a peer list without two removes it.
+        kept = _configure(tmp_path, one, password, raft_peers=["one", "two"])
+        assert not any("raft" in action for action in kept["actions"]), kept
+        left = _configure(tmp_path, one, password, raft_peers=["one"])
+        assert "remove raft peer two" in left["actions"], left
+        admin = hvac.Client(url=one)
+        admin.auth.userpass.login(ADMIN, password)
+        servers = admin.sys.read_raft_config()["data"]["config"]["servers"]
+        assert [server["node_id"] for server in servers] == ["one"]
+        read = admin.secrets.kv.v2.read_secret_version(
+            "labstack/probe", raise_on_deleted_version=True
+        )
+        assert read["data"]["data"] == {"v": "through two"}
+
+        # A peer list that names no member (a renamed host, a typo) removes nothing.
+        refused = _configure(tmp_path, one, password, raft_peers=["uno"])
+        assert "none of raft_peers (uno) is a member of the raft cluster (one)" in refused["msg"]
+        servers = admin.sys.read_raft_config()["data"]["config"]["servers"]
+        assert [server["node_id"] for server in servers] == ["one"]
 
 
 def _holder_unseals(addr: str, share_file: Path, home: str) -> subprocess.CompletedProcess[str]:

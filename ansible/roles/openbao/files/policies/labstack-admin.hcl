@@ -1,6 +1,6 @@
 # What configuring the lab needs (this task, every run): the lab's
 # policies, auth methods and their roles and users, the KV engine and
-# the lab's secrets in it. Not seal, audit devices, tokens, other
+# the lab's secrets in it, the raft cluster's members. Not seal, audit devices, tokens, other
 # policies or other secret paths. Whoever writes policies and roles can
 # grant themselves more: this login is the lab's OpenBao admin, with a
 # password only in the encrypted credentials file and 15-minute tokens.
@@ -36,6 +36,17 @@ path "auth/kubernetes/role/*" {
 }
 path "secret/data/labstack/*" {
   capabilities = ["create", "read", "update"]
+}
+# The raft cluster of the secrets hosts: its members, and the removal of a
+# host taken out of the secrets group.
+path "sys/storage/raft/configuration" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
+path "sys/storage/raft/remove-peer" {
+  capabilities = ["update"]
 }
 # The emergency root token (README): with the unseal keys too.
 path "sys/generate-root-token/*" {
