@@ -33,8 +33,9 @@ from pathlib import Path
 from threading import Lock
 from typing import Any, Literal
 
-from workload.data.manifest import CHUNK, MANIFEST_NAME, FileEntry, Manifest, ManifestError
-from workload.data.publish import manifest_versions, version_prefix
+from workload.data import catalog
+from workload.data.manifest import CHUNK, FileEntry, Manifest, ManifestError
+from workload.data.publish import version_prefix
 
 _log = logging.getLogger(__name__)
 
@@ -213,29 +214,13 @@ class DatasetCache:
         """The version's published manifest (the first version of its MANIFEST.json in
         S3), asked of S3 every time: a cache level's copy is replaced when it differs
         (the shared level is writable by every job, so its copy proves nothing)."""
-        key = self.prefix + MANIFEST_NAME
-        published = manifest_versions(self.client, self.bucket, self.name, self.version)
-        if not published:
-            raise ManifestError(f"{self.uri} is not published (no {MANIFEST_NAME})")
-        if len(published) > 1:
-            _log.warning(
-                "s3://%s/%s was written %d times since it was published; using the first",
-                self.bucket, key, len(published),
-            )  # fmt: skip
-        raw = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=published[0])[
-            "Body"
-        ].read()
-        manifest = Manifest.from_json(raw, f"s3://{self.bucket}/{key}")
-        if (manifest.name, manifest.version) != (self.name, self.version):
-            raise ManifestError(
-                f"s3://{self.bucket}/{key} describes {manifest.name}/{manifest.version}"
-            )
+        published = catalog.published(self.client, self.bucket, self.name, self.version)
         for level in self.levels:
             try:
                 cached = level.manifest_path.read_bytes()
             except FileNotFoundError:
                 cached = None
-            if cached != raw:
+            if cached != published.raw:
                 if cached is not None:  # tampered with: trust none of the level's stamps
                     _log.warning(
                         "%s differs from the published manifest: replaced, every file "
@@ -243,8 +228,8 @@ class DatasetCache:
                         level.manifest_path,
                     )
                     level.stamp_path.unlink(missing_ok=True)
-                _write_atomically(level.manifest_path, raw)
-        return manifest
+                _write_atomically(level.manifest_path, published.raw)
+        return published.manifest
 
     def fetch(self) -> tuple[Path, FetchReport]:
         """Make every file present and verified in the nearest level; return its directory."""

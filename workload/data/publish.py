@@ -32,13 +32,17 @@ class DatasetExistsError(FileExistsError):
     """A dataset version, once published, is never overwritten."""
 
 
+def check_name(label: str, value: str) -> str:
+    """VALUE if it may name a dataset or a version (LABEL: which), else ValueError."""
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"dataset {label} {value!r} must match {NAME_RE.pattern} (letters, digits, . _ -)"
+        )
+    return value
+
+
 def version_prefix(name: str, version: str) -> str:
-    for label, value in (("name", name), ("version", version)):
-        if not NAME_RE.fullmatch(value):
-            raise ValueError(
-                f"dataset {label} {value!r} must match {NAME_RE.pattern} (letters, digits, . _ -)"
-            )
-    return f"{name}/{version}/"
+    return f"{check_name('name', name)}/{check_name('version', version)}/"
 
 
 def manifest_versions(client: Any, bucket: str, name: str, version: str) -> list[str]:

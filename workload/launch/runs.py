@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
 from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.server.auth.client import AuthServiceClient
 from mlflow.tracking import MlflowClient
 
 from workload.launch.config import LabConfig
@@ -79,6 +79,12 @@ class Runs:
         return run_id
 
     def _grant(self, experiment_id: str) -> None:
+        # Here, not at the top: mlflow.server loads the whole server, which every other
+        # command can do without, and warns about a dependency of its own.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+            from mlflow.server.auth.client import AuthServiceClient
+
         auth = AuthServiceClient(self.uri)
         try:
             auth.grant_user_permission(self.jobs_user, "experiment", experiment_id, "EDIT")

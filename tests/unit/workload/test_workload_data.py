@@ -24,7 +24,7 @@ import torch
 from workload.data import DatasetCache, DatasetExistsError, ManifestError, open_archive, publish
 from workload.data.manifest import FileEntry, Manifest
 from workload.localservers import Minio
-from workload.s3 import S3AccessError, S3Settings, check_access, make_client
+from workload.s3 import S3AccessError, S3Settings, check_access, ensure_bucket, make_client
 from workload.shapes import ShapesSplit, write_tar
 
 publish_module = importlib.import_module("workload.data.publish")
@@ -321,3 +321,51 @@ def test_tar_dataset_in_dataloader_workers(tmp_path: Path) -> None:
     assert torch.equal(images, torch.stack([d[0] for d in direct]))
     assert labels.tolist() == [d[1] for d in direct]
     assert np.unique(labels.numpy()).size > 1
+
+
+def test_list_and_show_name_the_published_versions(minio: Minio, tmp_path: Path) -> None:
+    bucket = "catalog"
+    client = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    ensure_bucket(client, bucket, versioned=True)
+    make_tree(tmp_path / "tree")
+    first = publish(client, tmp_path / "tree", "alpha", "v1", bucket=bucket)
+    publish(client, tmp_path / "tree", "alpha", "v2", bucket=bucket)
+    publish(client, tmp_path / "tree", "b" * 30, "v1", bucket=bucket)
+    # An upload under way (or abandoned): objects, no manifest yet.
+    client.put_object(Bucket=bucket, Key="alpha/v3/part0/file0.bin", Body=b"partial")
+    env = {**os.environ, **minio.env()}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "workload.data", "--bucket", bucket, *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+    listing = cli("list")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    header = ["dataset", "version", "published", "(UTC)", "files", "size", "manifest"]
+    assert lines[0].split() == header
+    rows = [line.split() for line in lines[1:]]
+    assert [row[:2] for row in rows] == [["alpha", "v1"], ["alpha", "v2"], ["b" * 23 + "…", "v1"]]
+    assert rows[0][4:] == ["6", "20.2", "KiB", first.digest[:8]]  # 20,655 bytes
+    assert max(len(line) for line in lines) <= 80, listing.stdout
+    assert not listing.stderr
+
+    only = cli("list", "--name", "alpha")
+    assert [line.split()[1] for line in only.stdout.splitlines()[1:]] == ["v1", "v2"]
+
+    show = cli("show", "--name", "alpha", "--version", "v1", "--files")
+    assert show.returncode == 0, show.stderr
+    assert show.stdout.startswith(f"s3://{bucket}/alpha/v1/\n")
+    assert f"manifest   sha256 {first.digest}" in show.stdout
+    for entry in first.files:
+        assert f"{entry.sha256[:8]}  {entry.path}" in show.stdout
+
+    # Bad input: named, no traceback.
+    for args, message in [
+        (("show", "--name", "alpha", "--version", "v3"), "s3://catalog/alpha/v3/ is not published"),
+        (("list", "--name", "a b"), "dataset name 'a b' must match"),
+    ]:
+        refused = cli(*args)
+        assert refused.returncode == 1, refused
+        assert message in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -9,6 +9,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -402,3 +403,15 @@ def test_image_digest_reads_nodes_that_list_an_image_without_names() -> None:
     nodes = [{"status": {"images": [{"names": None, "sizeBytes": 1}, held]}}]
     assert image_digest(nodes, "labstack/training:1") == "sha256:ab"
     assert image_digest(nodes, "labstack/other:1") is None
+
+
+def test_the_cli_prints_no_library_warning() -> None:
+    """Every command imports the CLI: what it prints must be the user's, not a library's."""
+    done = subprocess.run(
+        [sys.executable, "-m", "workload.launch", "status", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith("usage: labstack status")
+    assert done.stderr == ""
