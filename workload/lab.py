@@ -11,17 +11,19 @@ healthy.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from workload.lab_services import launcher_config, services
+from workload.lab_services import Service, launcher_config, services
 
 _BIN = Path(sys.executable).parent
 
@@ -133,6 +135,64 @@ def kube_nodes(kubectl: Path, kubeconfig: Path) -> list[KubeNode]:
     return found
 
 
+def report(
+    inventory: Path, found: list[Node], running: list[Service], cluster: list[KubeNode]
+) -> str:
+    """The summary as a terminal of 80 columns shows it: tables of short cells, and
+    the paths on lines of their own (a path cut or wrapped cannot be copied)."""
+    console = Console(width=80, record=True, file=io.StringIO())
+    table = Table(title=f"labstack: {inventory}")
+    for column in ("node", "role groups", "systemd"):
+        table.add_column(column)
+    for node in found:
+        style = "green" if node.healthy else "red"
+        table.add_row(node.name, ", ".join(node.groups), f"[{style}]{node.state}[/{style}]")
+    console.print(table)
+    table = Table(title="services")
+    for column in ("service", "URL", "health"):
+        table.add_column(column)
+    for service in running:
+        style = "green" if service.healthy else "red"
+        table.add_row(service.name, service.url, f"[{style}]{service.health}[/{style}]")
+    console.print(table)
+    generated = (inventory / ".generated").resolve()
+    lines = [
+        "TLS: verify with the lab's CA",
+        f"  {generated / 'pki' / 'ca.crt'}",
+        "Credentials: ansible-vault view",
+        f"  {(inventory / 'credentials.yml').resolve()}",
+    ]
+    width = max((len(service.name) for service in running), default=0) + 4
+    for service in running:
+        lines += textwrap.wrap(
+            service.credentials,
+            80,
+            initial_indent=f"  {service.name}".ljust(width),
+            subsequent_indent=" " * width,
+            break_on_hyphens=False,
+        )
+    if cluster:
+        table = Table(title="Kubernetes nodes")
+        for column in ("node", "Ready", "kubelet", "nvidia.com/gpu"):
+            table.add_column(column)
+        for kube in cluster:
+            style = "green" if kube.healthy else "red"
+            table.add_row(kube.name, f"[{style}]{kube.ready}[/{style}]", kube.version, kube.gpus)
+        console.print(table)
+        lines += [
+            "Kubernetes, as its admin (0600):",
+            f"  export KUBECONFIG={generated / 'kubeconfig'}",
+        ]
+    lines += [
+        "labstack CLI (no secrets in it; see README, 'Submitting runs'):",
+        f"  export LABSTACK_CONFIG={generated / 'labstack.toml'}",
+        "Keep offline, apart from the lab (no backup can be read without them):",
+        "  the credentials file above, its vault password, and the CA's key in",
+        f"  {generated / 'pki'}",
+    ]
+    return console.export_text(styles=sys.stdout.isatty()) + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workload.lab",
@@ -149,47 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"inventory {args.inventory} does not exist")
     data = json.loads(_ansible("ansible-inventory", args.inventory, "--list"))
     found = nodes(args.inventory, data)
-    table = Table(title=f"labstack: {args.inventory}")
-    for column in ("node", "role groups", "systemd"):
-        table.add_column(column)
-    for node in found:
-        style = "green" if node.healthy else "red"
-        table.add_row(node.name, ", ".join(node.groups), f"[{style}]{node.state}[/{style}]")
-    Console().print(table)
     running = services(args.inventory, data)
-    table = Table(title="services (TLS: verify with INVENTORY/.generated/pki/ca.crt)")
-    for column in ("service", "URL", "health", "credentials"):
-        table.add_column(column)
-    for service in running:
-        style = "green" if service.healthy else "red"
-        table.add_row(
-            service.name, service.url, f"[{style}]{service.health}[/{style}]", service.credentials
-        )
-    Console().print(table)
     cluster: list[KubeNode] = []
     if data.get("kube_node", {}).get("hosts"):
         if args.kubectl is None:
             parser.error("the inventory has kube_node hosts: --kubectl PATH lists them")
-        kubeconfig = args.inventory / ".generated" / "kubeconfig"
-        cluster = kube_nodes(args.kubectl, kubeconfig)
-        table = Table(title=f"Kubernetes nodes (KUBECONFIG={kubeconfig})")
-        for column in ("node", "Ready", "kubelet", "nvidia.com/gpu"):
-            table.add_column(column)
-        for kube in cluster:
-            style = "green" if kube.healthy else "red"
-            table.add_row(kube.name, f"[{style}]{kube.ready}[/{style}]", kube.version, kube.gpus)
-        Console().print(table)
+        cluster = kube_nodes(args.kubectl, args.inventory / ".generated" / "kubeconfig")
     config = args.inventory / ".generated" / "labstack.toml"
     config.write_text(launcher_config(args.inventory, data), encoding="utf-8")
-    Console().print(
-        f"labstack CLI: export LABSTACK_CONFIG={config.resolve()} "
-        "(no secrets in it; see README, 'Submitting runs')"
-    )
-    Console().print(
-        "Keep offline, apart from the lab (no backup can be read without them): "
-        f"{(args.inventory / 'credentials.yml').resolve()} and its vault password, "
-        f"and the CA in {(args.inventory / '.generated' / 'pki').resolve()}"
-    )
+    print(report(args.inventory, found, running, cluster), end="")
     healthy = (
         all(node.healthy for node in found)
         and all(s.healthy for s in running)

@@ -26,13 +26,15 @@ _SERVICES = [
     ("Prometheus", "monitoring", 9090, "/-/healthy", "ca", 401),
     ("Kubernetes API", "kube_control_plane", 6443, "/readyz", "kubernetes-ca", 200),
 ]
+# What each service's logins are, by their names in the credentials file.
 _WHERE = {
-    "MinIO S3 API": "minio_root_user / minio_root_password; "
+    "MinIO S3 API": "root minio_root_user, minio_root_password; "
     "service users mlflow, jobs, curator, prometheus",
     "MinIO console": "as the S3 API",
-    "MinIO replica": "minio_replica_root_user / minio_replica_root_password",
+    "MinIO replica": "root minio_replica_root_user, minio_replica_root_password",
     "MLflow": "user admin, mlflow_admin_password; user jobs, mlflow_jobs_password",
-    "OpenBao": "openbao_unseal_keys; userpass labstack-admin, openbao_admin_password; "
+    "OpenBao": "unseal openbao_unseal_keys (or its holders' shares); "
+    "userpass labstack-admin, openbao_admin_password; "
     "userpass launcher, openbao_launcher_password",
     "Prometheus": "user admin, prometheus_admin_password",
 }
@@ -69,7 +71,6 @@ def _health(url: str, ca: Path, healthy: int) -> str:
 def services(inventory: Path, data: dict) -> list[Service]:
     """Every service of the inventory `data` (ansible-inventory --list)."""
     generated = inventory / ".generated"
-    where = f"{inventory / 'credentials.yml'} (ansible-vault view)"
     found: list[Service] = []
     for name, group, port, path, ca, healthy in _SERVICES:
         members = data.get(group, {}).get("hosts", [])
@@ -78,11 +79,7 @@ def services(inventory: Path, data: dict) -> list[Service]:
         host = members[0]
         address = _published(data["_meta"]["hostvars"].get(host, {}), port) or f"{host}:{port}"
         url = f"https://{address}"
-        credentials = (
-            f"admin kubeconfig {generated / 'kubeconfig'} (0600)"
-            if group == "kube_control_plane"
-            else f"{where}: {_WHERE[name]}"
-        )
+        credentials = "the admin's kubeconfig, below" if group == "kube_control_plane" else _WHERE[name]
         health = _health(url + path, generated / "pki" / f"{ca}.crt", healthy)
         found.append(Service(name, url, health, credentials))
     return found
