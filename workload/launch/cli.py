@@ -1,15 +1,17 @@
-"""`labstack`: submit, render, status, logs, stop, cancel, relaunch."""
+"""`labstack`: submit, render, status, ls, logs, stop, cancel, relaunch."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -250,6 +252,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ls(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    runs = Runs(config)
+    who = None if args.all else os.environ.get("USER", "")
+    found = runs.recent(args.limit, who)
+    if not found:
+        print("no run submitted by labstack" + (f" as {who}" if who else ""))
+    for run in found:
+        tags, status = run.data.tags, run.info.status
+        line = f"{run.info.run_id}  {status:<9} {tags['labstack.backend']}"
+        line += f" job {tags.get('job.id', '(none)')}"
+        if status not in TERMINAL:  # the job of an ended run has ended too
+            try:
+                target, job = job_of(config, run.info.run_id, tags)
+                line += f" {target.state(job)}"
+            except ERRORS as exc:
+                line += f" (state unknown: {exc})"
+        started = datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+        print(line)
+        print(
+            f"    {run.info.run_name}  {started:%Y-%m-%d %H:%M} UTC  "
+            f"by {tags.get('labstack.submitted_by', '?')}"
+        )
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     config = load(args.config)
     target, job = _job(config, Runs(config), args.run_id)
@@ -353,6 +381,12 @@ def _add_job_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="labstack", description=__doc__)
     top.add_argument(
@@ -365,6 +399,7 @@ def parser() -> argparse.ArgumentParser:
         "submit": (cmd_submit, "create the MLflow run(s), then submit the job(s)"),
         "render": (cmd_render, "print the sbatch script or Job manifest, submit nothing"),
         "status": (cmd_status, "MLflow status, job state and progress of runs"),
+        "ls": (cmd_ls, "your runs, newest first, with their jobs' state (--all: the lab's)"),
         "logs": (cmd_logs, "the job's output"),
         "stop": (lambda a: _end(a, graceful=True), "graceful: checkpoint, exit, no requeue"),
         "cancel": (lambda a: _end(a, graceful=False), "kill the job now; the run ends KILLED"),
@@ -381,6 +416,9 @@ def parser() -> argparse.ArgumentParser:
                     action="store_true",
                     help="k8s: create the run(s) as submit does; print manifests to apply",
                 )
+        elif name == "ls":
+            sub.add_argument("--all", action="store_true", help="every researcher's runs")
+            sub.add_argument("--limit", type=_positive, default=20, help="at most this many")
         elif name in ("status", "stop", "cancel"):
             sub.add_argument("run_ids", nargs="+", metavar="RUN_ID")
             if name != "status":

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from workload.launch.config import LabConfig
 
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
+# A login name, as labstack.submitted_by records it ($USER): what a search may quote.
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 class TrackingError(RuntimeError):
@@ -94,6 +97,29 @@ class Runs:
                     f"cannot let MLflow user {self.jobs_user!r} edit experiment {experiment_id}: "
                     f"{exc.error_code} (the launcher needs MANAGE on it)"
                 ) from None
+
+    def recent(self, limit: int, submitted_by: str | None) -> list[Run]:
+        """The newest LIMIT runs labstack submitted (by SUBMITTED_BY only, if given),
+        in every experiment this login may read, newest first."""
+        if submitted_by is not None and not _USER.fullmatch(submitted_by):
+            raise TrackingError(
+                f"USER={submitted_by!r} is not a user name (letters, digits, . _ -): "
+                "set it, or list every run with --all"
+            )
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        wanted = ["tags.`labstack.backend` LIKE '%'"]
+        if submitted_by is not None:
+            wanted.append(f"tags.`labstack.submitted_by` = '{submitted_by}'")
+        if not experiments:
+            return []
+        return list(
+            self.client.search_runs(
+                experiments,
+                " and ".join(wanted),
+                max_results=limit,
+                order_by=["attributes.start_time DESC"],
+            )
+        )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from workload.config import parse
 from workload.credentials import CredentialError, fetch_from_openbao, redact
+from workload.launch import cli as launch_cli
 from workload.localservers import Minio, free_port, mlflow_server
 from workload.notify import notify
 from workload.tracking import Tracker
@@ -178,3 +179,61 @@ def test_train_rejects_bad_flags_by_name() -> None:
     with pytest.raises(SystemExit, match="--device 'tpu'"):
         parse(["--device", "tpu"])
     assert parse(["--dev"]).effective().max_steps == 20
+
+
+def test_ls_lists_a_researchers_runs_newest_first(
+    mlflow_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "labstack.toml"
+    config.write_text(
+        f'[client]\nmlflow_uri = "{mlflow_url}"\nopenbao_addr = "https://bao.invalid:8200"\n'
+        '[jobs]\nmlflow_uri = "https://mlflow:5000"\ns3_endpoint = "https://minio:9000"\n'
+        'openbao_addr = "https://bao:8200"\n'
+    )
+    client = MlflowClient(mlflow_url)
+    experiment = client.create_experiment(f"ls-{time.time_ns()}")
+
+    def submitted(name: str, by: str, status: str) -> str:
+        tags = {"labstack.backend": "local", "job.id": "999999", "labstack.job_name": name}
+        run = client.create_run(
+            experiment, run_name=name, tags={**tags, "labstack.submitted_by": by}
+        )
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        time.sleep(0.01)  # one start time each, in this order
+        return run.info.run_id
+
+    first = submitted("alice-1", "alice", "FINISHED")
+    other = submitted("bob-1", "bob", "FAILED")
+    newest = submitted("alice-2", "alice", "RUNNING")
+    client.create_run(experiment, run_name="by-hand")  # not labstack's: never listed
+
+    def ls(*args: str) -> tuple[int, list[str], str]:
+        capsys.readouterr()  # what MLflow's client printed before
+        code = launch_cli.main(["--config", str(config), "ls", *args])
+        out, err = capsys.readouterr()
+        return code, out.splitlines(), err
+
+    monkeypatch.setenv("USER", "alice")
+    code, lines, _ = ls()
+    assert code == 0
+    assert [line.split()[0] for line in lines[::2]] == [newest, first]
+    assert lines[0].startswith(f"{newest}  RUNNING   local job 999999 ")  # and its state
+    assert lines[2] == f"{first}  FINISHED  local job 999999"
+    assert lines[3].startswith("    alice-1  ")
+    assert lines[3].endswith(" UTC  by alice")
+    assert max(len(line) for line in lines) <= 80
+
+    code, lines, _ = ls("--all", "--limit", "2")
+    assert [line.split()[0] for line in lines[::2]] == [newest, other]
+
+    monkeypatch.setenv("USER", "carol")
+    assert ls()[1] == ["no run submitted by labstack as carol"]
+
+    monkeypatch.setenv("USER", "x' or '1'='1")  # quoted into MLflow's search: refused
+    code, lines, err = ls()
+    assert (code, lines) == (2, [])
+    assert "USER=\"x' or '1'='1\" is not a user name" in err
+    with pytest.raises(SystemExit):
+        ls("--limit", "0")
+    assert "'0' is not a positive whole number" in capsys.readouterr().err
