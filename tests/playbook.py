@@ -34,6 +34,21 @@ class PlaybookRun:
     recap: dict[str, dict[str, int]]
 
 
+def inventory_with_host(
+    folder: Path, group: str, host: str, host_vars: dict[str, object] | None = None
+) -> Path:
+    """A copy of the sandbox's inventory in FOLDER with HOST added to GROUP, and its
+    HOST_VARS: the inventory of a rerun that adds a node."""
+    inventory = folder / "inventory"
+    shutil.copytree(SANDBOX_INVENTORY, inventory)
+    tree = yaml.safe_load((inventory / "hosts.yml").read_text())
+    tree["all"]["children"][group]["hosts"][host] = None
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(tree))
+    if host_vars:
+        (inventory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump(host_vars))
+    return inventory
+
+
 def parse_recap(output: str) -> dict[str, dict[str, int]]:
     """The PLAY RECAP of an ansible-playbook run, per host."""
     _, found, tail = output.rpartition("PLAY RECAP *")

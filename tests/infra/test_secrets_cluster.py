@@ -6,17 +6,15 @@ the lab's keys and serves the lab's secrets, without the first being restarted
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import hvac
-import yaml
 from testinfra.host import Host
 
 from tests.inventory import hosts, hostvars
-from tests.playbook import SANDBOX_INVENTORY, run_playbook
+from tests.playbook import inventory_with_host, run_playbook
 from tests.services import ca_file, openbao_admin
 
 # site.yml's layers that configure a secrets host: /etc/hosts and the
@@ -46,20 +44,16 @@ def test_a_second_secrets_host_joins_the_raft_cluster_and_leaves_it(
 ) -> None:
     new, first = "vault2", hosts("secrets")[0]
     assert new not in hosts()
-    inventory = tmp_path / "inventory"
-    shutil.copytree(SANDBOX_INVENTORY, inventory)
-    tree = yaml.safe_load((inventory / "hosts.yml").read_text())
-    tree["all"]["children"]["secrets"]["hosts"][new] = None
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(tree))
     # As the sandbox's head has it: its API published on this machine's loopback,
     # where the control node reaches it.
-    (inventory / "host_vars" / f"{new}.yml").write_text(
-        yaml.safe_dump(
-            {
-                "sandbox_published_ports": [f"127.0.0.1:{_NEW_PORT}:8200"],
-                "openbao_admin_endpoint": f"127.0.0.1:{_NEW_PORT}",
-            }
-        )
+    inventory = inventory_with_host(
+        tmp_path,
+        "secrets",
+        new,
+        {
+            "sandbox_published_ports": [f"127.0.0.1:{_NEW_PORT}:8200"],
+            "openbao_admin_endpoint": f"127.0.0.1:{_NEW_PORT}",
+        },
     )
     new_container = hostvars(first)["sandbox_container_prefix"] + new
     pid = _main_pid(nodes[first])

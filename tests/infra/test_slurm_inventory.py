@@ -14,7 +14,7 @@ import yaml
 from testinfra.host import Host
 
 from tests.inventory import hostvars
-from tests.playbook import SANDBOX_INVENTORY, run_playbook
+from tests.playbook import SANDBOX_INVENTORY, inventory_with_host, run_playbook
 from tests.services import credentials
 from tests.slurm import compute_names, controller_name
 
@@ -48,10 +48,7 @@ def _sinfo(controller: Host) -> dict[str, tuple[str, str]]:
 def test_a_new_compute_node_joins_on_rerun(tmp_path: Path, controller: Host) -> None:
     new = "gpu3"
     assert new not in compute_names()
-    inventory = _copy_inventory(tmp_path)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    hosts["all"]["children"]["slurm_compute"]["hosts"][new] = None
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = inventory_with_host(tmp_path, "slurm_compute", new)
     new_container = hostvars(controller_name())["sandbox_container_prefix"] + new
     try:
         created = run_playbook("sandbox.yml", inventory)

@@ -4,7 +4,6 @@ and drains it (its pods move away) and uncordons it."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import yaml
 
 from tests.inventory import hostvars
 from tests.kube import apply, kubectl, kubectl_json, kubernetes_version, pod, worker_names
-from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, run_playbook
+from tests.playbook import ANSIBLE_DIR, SANDBOX_INVENTORY, inventory_with_host, run_playbook
 
 # site.yml's layers that configure a Kubernetes worker: /etc/hosts, the lab
 # CA's trust, then the cluster.
@@ -27,23 +26,19 @@ def _node(name: str) -> dict:
 def test_a_new_worker_joins_on_rerun(tmp_path: Path) -> None:
     new = "kube-gpu3"
     assert new not in worker_names()
-    inventory = tmp_path / "inventory"
-    shutil.copytree(SANDBOX_INVENTORY, inventory)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    hosts["all"]["children"]["kube_node"]["hosts"][new] = None
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
     # Only the images the cluster itself runs (pause, CoreDNS) and the tests'
     # base: no pod of the labstack chart lands on it, and its four images
     # would double the join's time.
     images = yaml.safe_load(_KUBE_NODE_DEFAULTS.read_text())["kube_node_images"][:3]
-    (inventory / "host_vars" / f"{new}.yml").write_text(
-        yaml.safe_dump(
-            {
-                "kube_node_pod_cidr": "10.214.3.0/24",
-                "sandbox_ipv4_address": "172.30.0.23",
-                "kube_node_images": images,
-            }
-        )
+    inventory = inventory_with_host(
+        tmp_path,
+        "kube_node",
+        new,
+        {
+            "kube_node_pod_cidr": "10.214.3.0/24",
+            "sandbox_ipv4_address": "172.30.0.23",
+            "kube_node_images": images,
+        },
     )
     new_container = hostvars(worker_names()[0])["sandbox_container_prefix"] + new
     try:
