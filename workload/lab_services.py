@@ -26,7 +26,7 @@ _SERVICES = [
     ("Prometheus", "monitoring", 9090, "/-/healthy", "ca", 401),
     ("Kubernetes API", "kube_control_plane", 6443, "/readyz", "kubernetes-ca", 200),
 ]
-# What each service's logins are, by their names in the credentials file.
+# Each service's logins: their names in the credentials file (Kubernetes: the admin kubeconfig).
 _WHERE = {
     "MinIO S3 API": "root minio_root_user, minio_root_password; "
     "service users mlflow, jobs, curator, prometheus",
@@ -37,6 +37,7 @@ _WHERE = {
     "userpass labstack-admin, openbao_admin_password; "
     "userpass launcher, openbao_launcher_password",
     "Prometheus": "user admin, prometheus_admin_password",
+    "Kubernetes API": "the admin's kubeconfig, below",
 }
 
 
@@ -79,7 +80,7 @@ def services(inventory: Path, data: dict) -> list[Service]:
         host = members[0]
         address = _published(data["_meta"]["hostvars"].get(host, {}), port) or f"{host}:{port}"
         url = f"https://{address}"
-        credentials = "the admin's kubeconfig, below" if group == "kube_control_plane" else _WHERE[name]
+        credentials = _WHERE[name]
         health = _health(url + path, generated / "pki" / f"{ca}.crt", healthy)
         found.append(Service(name, url, health, credentials))
     return found
