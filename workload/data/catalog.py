@@ -26,11 +26,17 @@ class Published:
 def published(client: Any, bucket: str, name: str, version: str) -> Published:
     """NAME/VERSION as published; ManifestError if it is not, or if its manifest is
     malformed or describes another version."""
-    key = version_prefix(name, version) + MANIFEST_NAME
-    uri = f"s3://{bucket}/{version_prefix(name, version)}"
     found = manifest_versions(client, bucket, name, version)
     if not found:
+        uri = f"s3://{bucket}/{version_prefix(name, version)}"
         raise ManifestError(f"{uri} is not published (no {MANIFEST_NAME})")
+    return _read(client, bucket, name, version, found)
+
+
+def _read(client: Any, bucket: str, name: str, version: str, found: list[str]) -> Published:
+    """The version's manifest as first written (FOUND: its VersionIds, oldest first)."""
+    prefix = version_prefix(name, version)
+    key = prefix + MANIFEST_NAME
     if len(found) > 1:
         _log.warning(
             "s3://%s/%s was written %d times since it was published; using the first",
@@ -41,7 +47,7 @@ def published(client: Any, bucket: str, name: str, version: str) -> Published:
     manifest = Manifest.from_json(raw, f"s3://{bucket}/{key}")
     if (manifest.name, manifest.version) != (name, version):
         raise ManifestError(f"s3://{bucket}/{key} describes {manifest.name}/{manifest.version}")
-    return Published(manifest, raw, answer["LastModified"], uri)
+    return Published(manifest, raw, answer["LastModified"], f"s3://{bucket}/{prefix}")
 
 
 def _folders(client: Any, bucket: str, prefix: str) -> list[str]:
@@ -63,6 +69,6 @@ def catalog(client: Any, bucket: str, name: str | None = None) -> list[Published
     found: list[Published] = []
     for dataset in filter(NAME_RE.fullmatch, names):
         for version in filter(NAME_RE.fullmatch, _folders(client, bucket, f"{dataset}/")):
-            if manifest_versions(client, bucket, dataset, version):
-                found.append(published(client, bucket, dataset, version))
+            if versions := manifest_versions(client, bucket, dataset, version):
+                found.append(_read(client, bucket, dataset, version, versions))
     return sorted(found, key=lambda p: (p.manifest.name, p.published_at))

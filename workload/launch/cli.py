@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -20,7 +19,14 @@ from workload.launch import spec
 from workload.launch.backend import NAMES, Backend, JobRef, JobRequest, LogCursor, backend
 from workload.launch.config import ConfigError, LabConfig, load
 from workload.launch.k8s import KubernetesError
-from workload.launch.runs import TERMINAL, Runs, Submitted, TrackingError, launch_tags
+from workload.launch.runs import (
+    TERMINAL,
+    Runs,
+    Submitted,
+    TrackingError,
+    launch_tags,
+    submitter,
+)
 from workload.launch.slurm import ClusterError
 from workload.launch.vault import Vault, VaultError
 
@@ -255,10 +261,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     config = load(args.config)
     runs = Runs(config)
-    who = None if args.all else os.environ.get("USER", "")
+    who = None if args.all else submitter()
     found = runs.recent(args.limit, who)
     if not found:
-        print("no run submitted by labstack" + (f" as {who}" if who else ""))
+        print("no run submitted by labstack" + (f" as {who}" if who is not None else ""))
     for run in found:
         tags, status = run.data.tags, run.info.status
         line = f"{run.info.run_id}  {status:<9} {tags['labstack.backend']}"

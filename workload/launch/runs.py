@@ -150,6 +150,11 @@ class Runs:
         self.client.set_terminated(run_id, status="FAILED")
 
 
+def submitter() -> str:
+    """Who submits, as the run's tag labstack.submitted_by records it (and `ls` finds it)."""
+    return os.environ.get("USER", "unknown")
+
+
 def launch_tags(
     backend: str, job_name: str, args: Mapping[str, str], build: Mapping[str, str]
 ) -> dict[str, str]:
@@ -158,7 +163,7 @@ def launch_tags(
         "labstack.backend": backend,
         "labstack.job_name": job_name,
         "labstack.args": json.dumps(dict(args), sort_keys=True),
-        "labstack.submitted_by": os.environ.get("USER", "unknown"),
+        "labstack.submitted_by": submitter(),
         **build,
     }
     if "git.commit" in build:
