@@ -14,7 +14,8 @@ Cached epoch: `fetch()` finding every file cached, then a read of every file,
 vs reading the same files directly (goal >= 0.9).
 
 s5cmd and aws run at their own default concurrency (s5cmd: 256 workers, aws:
-10 requests), boto3 and DatasetCache with WORKERS threads; credentials reach
+10 requests), boto3 with WORKERS threads, DatasetCache with WORKERS threads hashing
+and copying and its default 64 GETs in flight (obstore); credentials reach
 them through their environment, the endpoint through --endpoint-url.
 """
 
@@ -125,7 +126,7 @@ class Shape:
     def cache(self, levels: int) -> DatasetCache:
         shared = self.out / "shared" if levels == 2 else None
         return DatasetCache(
-            self.client,
+            self.minio.settings(),
             self.name,
             "v1",
             workers=WORKERS,

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workload.s3 import S3Settings
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -68,6 +70,9 @@ class Minio:
     endpoint: str
     access_key: str
     secret_key: str = field(repr=False)
+
+    def settings(self) -> S3Settings:
+        return S3Settings(self.endpoint, self.access_key, self.secret_key)
 
     def env(self) -> dict[str, str]:
         return {

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
+from obstore.store import S3Store
 
 from workload.credentials import secret
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig
 
 
 class S3AccessError(RuntimeError):
@@ -81,6 +86,31 @@ def make_client(settings: S3Settings, max_pool_connections: int = 32) -> Any:
         aws_secret_access_key=settings.secret_key,
         region_name=settings.region,
         config=client_config(max_pool_connections),
+    )
+
+
+def make_store(settings: S3Settings, bucket: str) -> S3Store:
+    """An obstore store for BUCKET (the dataset cache's GETs: many in flight at once, each
+    in Rust, off the GIL). The endpoint's CA is AWS_CA_BUNDLE's, as for boto3; path-style
+    addressing, as MinIO needs; obstore retries 5xx and dropped connections itself."""
+    options: ClientConfig = {
+        "allow_http": settings.endpoint.startswith("http://"),
+        "connect_timeout": "10s",
+        "timeout": "120s",
+    }
+    if ca_file := os.environ.get("AWS_CA_BUNDLE"):
+        try:
+            options["root_certificate"] = Path(ca_file).read_bytes()
+        except OSError as exc:
+            raise S3AccessError(f"AWS_CA_BUNDLE {ca_file}: {exc.strerror}") from None
+    return S3Store(
+        bucket,
+        endpoint=settings.endpoint,
+        access_key_id=settings.access_key,
+        secret_access_key=settings.secret_key,
+        region=settings.region,
+        virtual_hosted_style_request=False,
+        client_options=options,
     )
 
 

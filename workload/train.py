@@ -99,10 +99,10 @@ def load_data(config: TrainConfig, ranks: Dist) -> tuple[Path, dict[str, str]]:
         if ranks.world > 1:
             dist.barrier()
         return path, {"data.source": "generated", "data.sha256": checkpoint_sha(path)}
-    client = make_client(S3Settings.from_env())
-    check_access(client, config.dataset_bucket)
+    s3 = S3Settings.from_env()
+    check_access(make_client(s3), config.dataset_bucket)
     cache = DatasetCache.from_env(
-        client, config.dataset_name, config.dataset_version, bucket=config.dataset_bucket
+        s3, config.dataset_name, config.dataset_version, bucket=config.dataset_bucket
     )
     directory, report = cache.fetch()
     log.info(

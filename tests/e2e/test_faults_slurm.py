@@ -260,14 +260,13 @@ def test_a_drive_pulled_mid_run_loses_nothing_and_its_replacement_is_healed(
 
         # Reads go on and the data is intact: the dataset against its manifest's
         # hashes, and every object the run wrote.
-        root = make_client(
-            S3Settings(
-                f"https://{endpoint(hosts('storage')[0], 9000)}",
-                credentials()["minio_root_user"],
-                credentials()["minio_root_password"],
-            )
+        as_root = S3Settings(
+            f"https://{endpoint(hosts('storage')[0], 9000)}",
+            credentials()["minio_root_user"],
+            credentials()["minio_root_password"],
         )
-        DatasetCache(root, "shapes", "v1", local_root=tmp_path).fetch()  # hashes each file
+        root = make_client(as_root)
+        DatasetCache(as_root, "shapes", "v1", local_root=tmp_path).fetch()  # hashes each file
         prefix = str(urlparse(run.info.artifact_uri).path).lstrip("/") + "/"  # proxied by MLflow
         listed = root.list_objects_v2(Bucket="mlflow", Prefix=prefix)["Contents"]
         written = [f"mlflow/{item['Key']}" for item in listed]

@@ -202,8 +202,11 @@ def test_a_published_dataset_version_cannot_be_changed(
     monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file()))
     url = f"https://{endpoint(hosts('storage')[0], 9000)}"
 
+    def settings(user: str) -> S3Settings:
+        return S3Settings(url, user, credentials()[f"minio_{user}_secret_key"])
+
     def client(user: str) -> Any:
-        return make_client(S3Settings(url, user, credentials()[f"minio_{user}_secret_key"]))
+        return make_client(settings(user))
 
     curator = client("curator")
     (tmp_path / "src").mkdir()
@@ -218,7 +221,7 @@ def test_a_published_dataset_version_cannot_be_changed(
         with pytest.raises(ClientError, match="AccessDenied"):
             curator.delete_object(Bucket="datasets", Key=key, **pinned)
 
-    reader = DatasetCache(client("jobs"), "infra-test", version, local_root=tmp_path / "cache")
+    reader = DatasetCache(settings("jobs"), "infra-test", version, local_root=tmp_path / "cache")
     assert reader.manifest() == published
     path, _ = reader.fetch()
     assert (path / "a.bin").read_bytes() == b"published bytes"

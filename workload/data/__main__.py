@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
-    client = make_client(S3Settings.from_env())
+    s3 = S3Settings.from_env()
+    client = make_client(s3)
     if args.command == "list":
         check_access(client, args.bucket)
         print(_table(catalog(client, args.bucket, args.name)))
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace) -> None:
     else:
         check_access(client, args.bucket)
         cache = DatasetCache.from_env(
-            client, args.name, args.version, bucket=args.bucket, verify=args.verify
+            s3, args.name, args.version, bucket=args.bucket, verify=args.verify
         )
         path, report = cache.fetch()
         print(

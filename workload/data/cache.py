@@ -18,6 +18,7 @@ Files are not fsync'ed: a cache is refetchable, and after a machine crash
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -25,21 +26,30 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import obstore
+from obstore import exceptions as obstore_errors
 
 from workload.data import catalog
 from workload.data.manifest import CHUNK, FileEntry, Manifest, ManifestError
 from workload.data.publish import version_prefix
+from workload.s3 import S3AccessError, S3Settings, make_client, make_store
+
+if TYPE_CHECKING:
+    from obstore import GetOptions
 
 _log = logging.getLogger(__name__)
 
 Verify = Literal["stat", "full"]
+# A chunk of a GET at least this large is hashed and written off the event loop.
+_OFF_LOOP = 256 << 10
 
 
 @dataclass
@@ -86,14 +96,16 @@ def _write_atomically(dest: Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def _atomic_write(dest: Path, fill: Callable[[Any], None], entry: FileEntry, origin: str) -> None:
-    """Write through `fill(handle)` to a temporary file, check size and sha256, rename."""
+@contextmanager
+def _verified(dest: Path, entry: FileEntry, origin: str) -> Iterator[_HashingWriter]:
+    """A writer to a temporary file beside DEST; once the block ends, the size and sha256
+    of what it wrote are checked against ENTRY and the file renamed to DEST."""
     fd, tmp_name = _temporary(dest)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
             hashing = _HashingWriter(raw)
-            fill(hashing)
+            yield hashing
         if hashing.size != entry.size or hashing.hexdigest() != entry.sha256:
             raise ManifestError(
                 f"{origin}: got {hashing.size} bytes sha256 {hashing.hexdigest()[:12]}, "
@@ -110,7 +122,7 @@ class _HashingWriter:
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
         return self.raw.write(data)
@@ -168,11 +180,14 @@ class _Level:
 
 
 class DatasetCache:
-    """A dataset version, materialised in the nearest cache level on `fetch()`."""
+    """A dataset version, materialised in the nearest cache level on `fetch()`.
+
+    S3 is read with obstore, REQUESTS GETs in flight at once; WORKERS threads hash
+    and copy files between the levels. The manifest is read with boto3."""
 
     def __init__(
         self,
-        client: Any,
+        s3: S3Settings,
         name: str,
         version: str,
         *,
@@ -180,9 +195,14 @@ class DatasetCache:
         shared_root: Path | None = None,
         local_root: Path | None = None,
         workers: int = 8,
+        requests: int = 64,
         verify: Verify = "stat",
     ) -> None:
-        self.client = client
+        if workers < 1 or requests < 1:
+            raise ValueError(f"workers ({workers}) and requests ({requests}) must be at least 1")
+        self.client = make_client(s3)
+        self.store = make_store(s3, bucket)
+        self.requests = requests
         self.name = name
         self.version = version
         self.bucket = bucket
@@ -194,11 +214,11 @@ class DatasetCache:
         self.verify: Verify = verify
 
     @classmethod
-    def from_env(cls, client: Any, name: str, version: str, **kwargs: Any) -> DatasetCache:
+    def from_env(cls, s3: S3Settings, name: str, version: str, **kwargs: Any) -> DatasetCache:
         shared = os.environ.get("DATA_PATH")
         local = os.environ.get("DATA_EPHEMERAL_PATH")
         return cls(
-            client,
+            s3,
             name,
             version,
             shared_root=Path(shared) if shared else None,
@@ -262,7 +282,7 @@ class DatasetCache:
                         missing,
                     )
                 else:
-                    self._parallel(lambda e: self._download(level, e, report), missing)
+                    self._download(level, missing, report)
                 fresh = {e.path for e in missing}
             if trusted != {e.path for e in wanted}:
                 for entry in wanted:
@@ -276,18 +296,43 @@ class DatasetCache:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(func, entries))
 
-    def _download(self, level: _Level, entry: FileEntry, report: FetchReport) -> None:
-        key = self.prefix + entry.path
-        pinned = {"VersionId": entry.version_id} if entry.version_id else {}
-        body = self.client.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"]
+    def _download(self, level: _Level, entries: list[FileEntry], report: FetchReport) -> None:
+        """GET every entry from S3 (its pinned version), `requests` at once on one event
+        loop, each hashed while it is written. The loop runs in a thread of its own, so
+        that a caller inside an event loop (a notebook) can fetch too."""
+        with ThreadPoolExecutor(max_workers=1) as loop:
+            loop.submit(asyncio.run, self._get_all(level, entries, report)).result()
 
-        def fill(out: Any) -> None:
-            for chunk in body.iter_chunks(CHUNK):
-                out.write(chunk)
+    async def _get_all(self, level: _Level, entries: list[FileEntry], report: FetchReport) -> None:
+        slots = asyncio.Semaphore(self.requests)
 
-        _atomic_write(level.dir / entry.path, fill, entry, f"s3://{self.bucket}/{key}")
-        report.add("from_s3")
-        report.add("bytes_from_s3", entry.size)
+        async def get(entry: FileEntry) -> None:
+            key = self.prefix + entry.path
+            async with slots:
+                with _verified(level.dir / entry.path, entry, f"s3://{self.bucket}/{key}") as out:
+                    async for chunk in self._chunks(key, entry.version_id):
+                        if len(chunk) < _OFF_LOOP:
+                            out.write(chunk)
+                        else:  # hashed and written on a thread: the loop goes on with GETs
+                            await asyncio.to_thread(out.write, chunk)
+            report.add("from_s3")
+            report.add("bytes_from_s3", entry.size)
+
+        await asyncio.gather(*(get(entry) for entry in entries))
+
+    async def _chunks(self, key: str, version_id: str | None) -> AsyncIterator[memoryview]:
+        """The object's bytes (VERSION_ID's, if pinned); S3's errors name the object."""
+        pinned: GetOptions = {"version": version_id} if version_id else {}
+        try:
+            answer = await obstore.get_async(self.store, key, options=pinned)
+            async for chunk in answer.stream(min_chunk_size=CHUNK):
+                yield memoryview(chunk)
+        except (obstore_errors.BaseError, OSError) as exc:  # obstore raises FileNotFoundError
+            reason = str(exc).splitlines()[0][:200] if str(exc) else "(no message)"
+            raise S3AccessError(
+                f"s3://{self.bucket}/{key} (version {version_id or 'latest'}): "
+                f"{type(exc).__name__}: {reason}"
+            ) from None
 
     def _copy(
         self, source: _Level, level: _Level, entry: FileEntry, hashed: bool, report: FetchReport
@@ -306,10 +351,6 @@ class DatasetCache:
             finally:
                 Path(tmp_name).unlink(missing_ok=True)
         else:
-
-            def fill(out: Any) -> None:
-                with src.open("rb") as handle:
-                    shutil.copyfileobj(handle, out, CHUNK)
-
-            _atomic_write(dest, fill, entry, str(src))
+            with src.open("rb") as handle, _verified(dest, entry, str(src)) as out:
+                shutil.copyfileobj(handle, out, CHUNK)
         report.add("from_shared")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,28 +43,33 @@ def make_tree(root: Path, files: int = 6) -> dict[str, bytes]:
     return contents
 
 
-def cache(s3: Any, tmp: Path, version: str, **kwargs: Any) -> DatasetCache:
+def cache(minio: Minio, tmp: Path, version: str, **kwargs: Any) -> DatasetCache:
     return DatasetCache(
-        s3, "tree", version, shared_root=tmp / "shared", local_root=tmp / "local", **kwargs
+        minio.settings(),
+        "tree",
+        version,
+        shared_root=tmp / "shared",
+        local_root=tmp / "local",
+        **kwargs,
     )
 
 
-def test_publish_then_read_through_both_cache_levels(s3: Any, tmp_path: Path) -> None:
+def test_publish_then_read_through_both_cache_levels(s3: Any, minio: Minio, tmp_path: Path) -> None:
     contents = make_tree(tmp_path / "src")
     manifest = publish(s3, tmp_path / "src", "tree", "v1")
     assert {f.path for f in manifest.files} == set(contents)
 
-    path, first = cache(s3, tmp_path, "v1").fetch()
+    path, first = cache(minio, tmp_path, "v1").fetch()
     # S3 -> shared cache -> node-local copy
     assert (first.from_s3, first.from_shared, first.local_hits) == (len(contents), len(contents), 0)
     assert path == tmp_path / "local" / "tree" / "v1"
     assert {rel: (path / rel).read_bytes() for rel in contents} == contents
 
-    _, second = cache(s3, tmp_path, "v1").fetch()
+    _, second = cache(minio, tmp_path, "v1").fetch()
     assert (second.from_s3, second.from_shared, second.local_hits) == (0, 0, len(contents))
 
     shutil.rmtree(tmp_path / "local")
-    path, third = cache(s3, tmp_path, "v1").fetch()
+    path, third = cache(minio, tmp_path, "v1").fetch()
     assert (third.from_s3, third.from_shared, third.local_hits) == (0, len(contents), 0)
     assert {rel: (path / rel).read_bytes() for rel in contents} == contents
     assert not list(path.rglob("*.part")), "no temporary file is left behind"
@@ -79,38 +86,42 @@ def test_published_version_is_never_overwritten(s3: Any, tmp_path: Path) -> None
     assert before == after
 
 
-def test_bad_names_and_sources_are_named(s3: Any, tmp_path: Path) -> None:
+def test_bad_names_and_sources_are_named(s3: Any, minio: Minio, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"dataset version '\.\./x'"):
         publish(s3, tmp_path, "tree", "../x")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         publish(s3, tmp_path / "nowhere", "tree", "v9")
     with pytest.raises(ManifestError, match="tree/never/ is not published"):
-        cache(s3, tmp_path, "never").fetch()
+        cache(minio, tmp_path, "never").fetch()
 
 
-def test_corrupted_cached_file_is_detected_and_refetched(s3: Any, tmp_path: Path) -> None:
+def test_corrupted_cached_file_is_detected_and_refetched(
+    s3: Any, minio: Minio, tmp_path: Path
+) -> None:
     contents = make_tree(tmp_path / "src", files=3)
     publish(s3, tmp_path / "src", "tree", "v-corrupt")
-    path, _ = cache(s3, tmp_path, "v-corrupt").fetch()
+    path, _ = cache(minio, tmp_path, "v-corrupt").fetch()
     victim = sorted(contents)[1]
     local = path / victim
     shared = tmp_path / "shared" / "tree" / "v-corrupt" / victim
     local.write_bytes(b"\0" * len(contents[victim]))  # same size, wrong bytes
 
-    _, report = cache(s3, tmp_path, "v-corrupt").fetch()
+    _, report = cache(minio, tmp_path, "v-corrupt").fetch()
     assert report.corrupt_replaced == [str(local)]
     assert report.from_shared == 1
     assert local.read_bytes() == contents[victim]
 
     local.write_bytes(b"junk")
     shared.write_bytes(b"junk")
-    _, report = cache(s3, tmp_path, "v-corrupt").fetch()
+    _, report = cache(minio, tmp_path, "v-corrupt").fetch()
     assert sorted(report.corrupt_replaced) == sorted([str(local), str(shared)])
     assert report.from_s3 == 1
     assert local.read_bytes() == shared.read_bytes() == contents[victim]
 
 
-def test_keys_rewritten_after_publishing_change_nothing_read(s3: Any, tmp_path: Path) -> None:
+def test_keys_rewritten_after_publishing_change_nothing_read(
+    s3: Any, minio: Minio, tmp_path: Path
+) -> None:
     """The attack a curator (or anyone with PutObject) can make: overwrite an object of a
     published version, and its MANIFEST.json with one that matches the new bytes."""
     contents = make_tree(tmp_path / "src", files=2)
@@ -125,13 +136,15 @@ def test_keys_rewritten_after_publishing_change_nothing_read(s3: Any, tmp_path: 
     )
     s3.put_object(Bucket="datasets", Key="tree/v-rewritten/MANIFEST.json", Body=fake.to_json())
 
-    reader = cache(s3, tmp_path, "v-rewritten")
+    reader = cache(minio, tmp_path, "v-rewritten")
     assert reader.manifest() == published
     path, _ = reader.fetch()
     assert {rel: (path / rel).read_bytes() for rel in contents} == contents
 
 
-def test_an_unpinned_manifest_still_refuses_an_altered_object(s3: Any, tmp_path: Path) -> None:
+def test_an_unpinned_manifest_still_refuses_an_altered_object(
+    s3: Any, minio: Minio, tmp_path: Path
+) -> None:
     """Manifests published before versions were pinned: the sha256 check stops the read."""
     make_tree(tmp_path / "src", files=2)
     pinned = publish(s3, tmp_path / "src", "tree", "v-unpinned")
@@ -148,12 +161,12 @@ def test_an_unpinned_manifest_still_refuses_an_altered_object(s3: Any, tmp_path:
     altered = f"tree/v-unpinned/{pinned.files[0].path}"
     s3.put_object(Bucket="datasets", Key=altered, Body=b"tampered")
     with pytest.raises(ManifestError, match=altered):
-        cache(s3, tmp_path, "v-unpinned").fetch()
+        cache(minio, tmp_path, "v-unpinned").fetch()
     assert not (tmp_path / "local" / altered).exists()
 
 
 def test_a_losing_concurrent_publisher_changes_nothing_read(
-    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any, minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     winner = make_tree(tmp_path / "winner", files=3)
     publish(s3, tmp_path / "winner", "tree", "v-race")
@@ -165,15 +178,17 @@ def test_a_losing_concurrent_publisher_changes_nothing_read(
     with pytest.raises(DatasetExistsError, match="published concurrently"):
         publish(s3, tmp_path / "loser", "tree", "v-race")
     monkeypatch.undo()
-    path, _ = cache(s3, tmp_path, "v-race").fetch()
+    path, _ = cache(minio, tmp_path, "v-race").fetch()
     assert {rel: (path / rel).read_bytes() for rel in winner} == winner
 
 
-def test_a_manifest_planted_in_the_shared_cache_is_not_trusted(s3: Any, tmp_path: Path) -> None:
+def test_a_manifest_planted_in_the_shared_cache_is_not_trusted(
+    s3: Any, minio: Minio, tmp_path: Path
+) -> None:
     """A job can write the shared level: a manifest, a file and a stamp that agree."""
     contents = make_tree(tmp_path / "src", files=2)
     publish(s3, tmp_path / "src", "tree", "v-planted")
-    cache(s3, tmp_path, "v-planted").fetch()
+    cache(minio, tmp_path, "v-planted").fetch()
     shutil.rmtree(tmp_path / "local")
     shared = tmp_path / "shared" / "tree"
     victim = sorted(contents)[0]
@@ -192,7 +207,7 @@ def test_a_manifest_planted_in_the_shared_cache_is_not_trusted(s3: Any, tmp_path
     stamps[victim] = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
     (shared / "v-planted.verified.json").write_text(json.dumps(stamps))
 
-    path, report = cache(s3, tmp_path, "v-planted").fetch()
+    path, report = cache(minio, tmp_path, "v-planted").fetch()
     assert {rel: (path / rel).read_bytes() for rel in contents} == contents
     assert report.corrupt_replaced == [str(shared / "v-planted" / victim)]
     assert (shared / "v-planted.manifest.json").read_bytes() != fake.to_json()
@@ -202,9 +217,8 @@ FETCH = """
 import json, sys
 from pathlib import Path
 from workload.data import DatasetCache
-from workload.s3 import S3Settings, make_client
-client = make_client(S3Settings.from_env())
-_, report = DatasetCache.from_env(client, "tree", sys.argv[1]).fetch()
+from workload.s3 import S3Settings
+_, report = DatasetCache.from_env(S3Settings.from_env(), "tree", sys.argv[1]).fetch()
 print(json.dumps({"from_s3": report.from_s3, "from_shared": report.from_shared}))
 """
 
@@ -232,7 +246,7 @@ def test_concurrent_readers_on_one_node_download_once(
     assert sum(r["from_shared"] for r in reports) == len(contents)
 
 
-def test_readers_with_one_pid_share_a_cache_level(s3: Any, tmp_path: Path) -> None:
+def test_readers_with_one_pid_share_a_cache_level(s3: Any, minio: Minio, tmp_path: Path) -> None:
     # Pods on one node share the dataset cache, and in their own PID namespaces their
     # processes often have the same pid: threads of one process are such readers. Each
     # round is a race, won by chance: several rounds make a lost race near certain to show.
@@ -241,7 +255,11 @@ def test_readers_with_one_pid_share_a_cache_level(s3: Any, tmp_path: Path) -> No
 
     def read(version: str, pod: int) -> Path:
         reader = DatasetCache(
-            s3, "tree", version, shared_root=tmp_path / "shared", local_root=tmp_path / f"{pod}"
+            minio.settings(),
+            "tree",
+            version,
+            shared_root=tmp_path / "shared",
+            local_root=tmp_path / f"{pod}",
         )
         start.wait()
         return reader.fetch()[0]
@@ -266,6 +284,31 @@ def test_wrong_credentials_name_the_endpoint(minio: Minio) -> None:
     good = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
     with pytest.raises(S3AccessError, match="has no bucket 'absent'"):
         check_access(good, "absent")
+
+
+def test_a_missing_object_version_names_the_object(s3: Any, minio: Minio, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", files=3)
+    manifest = publish(s3, tmp_path / "src", "tree", "v-gone")
+    gone = manifest.files[1]
+    key = f"tree/v-gone/{gone.path}"
+    s3.delete_object(Bucket="datasets", Key=key, VersionId=gone.version_id)  # as root
+    named = re.escape(f"s3://datasets/{key} (version {gone.version_id}): FileNotFoundError")
+    with pytest.raises(S3AccessError, match=named + ".* not found"):
+        cache(minio, tmp_path, "v-gone").fetch()
+    local = tmp_path / "local" / "tree" / "v-gone"
+    assert not list(local.rglob("*.part")), "a failed fetch leaves no partial file"
+
+
+def test_a_fetch_from_inside_an_event_loop(s3: Any, minio: Minio, tmp_path: Path) -> None:
+    # A notebook's code runs inside an event loop, where asyncio.run() is refused.
+    contents = make_tree(tmp_path / "src", files=4)
+    publish(s3, tmp_path / "src", "tree", "v-in-loop")
+
+    async def in_a_notebook() -> Path:
+        return cache(minio, tmp_path, "v-in-loop", requests=2).fetch()[0]
+
+    path = asyncio.run(in_a_notebook())
+    assert {rel: (path / rel).read_bytes() for rel in contents} == contents
 
 
 def test_publish_cli_uploads_an_archive(minio: Minio, tmp_path: Path) -> None:
