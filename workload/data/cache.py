@@ -10,8 +10,10 @@ node-local scratch), for dataset NAME version VERSION:
 
 Every file is written to a temporary name in its final directory and renamed
 into place once its sha256 matched the manifest, so readers never see a partial
-file. A file whose size or mtime changed since it was verified is hashed again,
-and refetched when it no longer matches (`verify="full"` rehashes everything).
+file. A file missing from both levels is downloaded into both at once; one the
+shared level has is copied from there. A file whose size or mtime changed since
+it was verified is hashed again, and refetched when it no longer matches
+(`verify="full"` rehashes everything).
 Files are not fsync'ed: a cache is refetchable, and after a machine crash
 `verify="full"` (`python -m workload.data fetch --verify full`) rechecks it.
 """
@@ -28,7 +30,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
@@ -97,35 +99,40 @@ def _write_atomically(dest: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _verified(dest: Path, entry: FileEntry, origin: str) -> Iterator[_HashingWriter]:
-    """A writer to a temporary file beside DEST; once the block ends, the size and sha256
-    of what it wrote are checked against ENTRY and the file renamed to DEST."""
-    fd, tmp_name = _temporary(dest)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            hashing = _HashingWriter(raw)
-            yield hashing
+def _verified(dests: list[Path], entry: FileEntry, origin: str) -> Iterator[_HashingWriter]:
+    """One writer to a temporary file beside each of DESTS; once the block ends, the size
+    and sha256 of what it wrote are checked against ENTRY and each file renamed to its
+    DEST. A failure leaves none of them."""
+    with ExitStack() as stack:
+        temps: list[tuple[Any, str, Path]] = []
+        for dest in dests:
+            fd, tmp_name = _temporary(dest)
+            stack.callback(Path(tmp_name).unlink, missing_ok=True)
+            temps.append((stack.enter_context(os.fdopen(fd, "wb")), tmp_name, dest))
+        hashing = _HashingWriter([raw for raw, _, _ in temps])
+        yield hashing
+        for raw, _, _ in temps:
+            raw.close()
         if hashing.size != entry.size or hashing.hexdigest() != entry.sha256:
             raise ManifestError(
                 f"{origin}: got {hashing.size} bytes sha256 {hashing.hexdigest()[:12]}, "
                 f"manifest says {entry.size} bytes sha256 {entry.sha256[:12]}"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+        for _, tmp_name, dest in temps:
+            os.replace(tmp_name, dest)
 
 
 class _HashingWriter:
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self, raws: list[Any]) -> None:
+        self.raws = raws
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes | memoryview) -> int:
+    def write(self, data: bytes | memoryview) -> None:
         self.digest.update(data)
         self.size += len(data)
-        return self.raw.write(data)
+        for raw in self.raws:
+            raw.write(data)
 
     def hexdigest(self) -> str:
         return self.digest.hexdigest()
@@ -255,11 +262,15 @@ class DatasetCache:
         """Make every file present and verified in the nearest level; return its directory."""
         manifest = self.manifest()
         report = FetchReport()
-        self._fill(0, list(manifest.files), report)
+        self._fill(0, list(manifest.files), report, [])
         return self.levels[0].dir, report
 
-    def _fill(self, index: int, wanted: list[FileEntry], report: FetchReport) -> set[str]:
-        """Make `wanted` valid in level `index`; returns the paths hashed during this call."""
+    def _fill(
+        self, index: int, wanted: list[FileEntry], report: FetchReport, above: list[_Level]
+    ) -> tuple[set[str], set[str]]:
+        """Make `wanted` valid in level `index`. What it downloads from S3 is written into
+        the levels ABOVE (whose locks the caller holds) at once too. Returns the paths
+        hashed during this call, and those written into ABOVE."""
         level = self.levels[index]
         with _flock(level.lock_path):
             stamps = level.read_stamps()
@@ -272,23 +283,25 @@ class DatasetCache:
             for entry in missing:
                 if (level.dir / entry.path).exists():
                     report.corrupt_replaced.append(f"{level.dir / entry.path}")
-            fresh: set[str] = set()
-            if missing:
-                if index + 1 < len(self.levels):
-                    just_hashed = self._fill(index + 1, missing, report)
-                    source = self.levels[index + 1]
-                    self._parallel(
-                        lambda e: self._copy(source, level, e, e.path in just_hashed, report),
-                        missing,
-                    )
-                else:
-                    self._download(level, missing, report)
-                fresh = {e.path for e in missing}
+            hashed, written_above = {e.path for e in to_hash}, set[str]()
+            if missing and index + 1 < len(self.levels):
+                just_hashed, here = self._fill(index + 1, missing, report, [*above, level])
+                source = self.levels[index + 1]
+                copies = [e for e in missing if e.path not in here]
+                self._parallel(
+                    lambda e: self._copy(source, level, e, e.path in just_hashed, report),
+                    copies,
+                )
+                written_above, hashed = here, hashed | {e.path for e in missing}
+            elif missing:
+                self._download([level, *above], missing, report)
+                written_above = {e.path for e in missing}
+                hashed |= written_above
             if trusted != {e.path for e in wanted}:
                 for entry in wanted:
                     stamps[entry.path] = level.stat_key(level.dir / entry.path)
                 level.write_stamps(stamps)
-            return fresh | {e.path for e in to_hash}
+            return hashed, written_above
 
     def _parallel(self, func: Callable[[FileEntry], Any], entries: list[FileEntry]) -> list[Any]:
         if len(entries) <= 1:
@@ -296,20 +309,25 @@ class DatasetCache:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(func, entries))
 
-    def _download(self, level: _Level, entries: list[FileEntry], report: FetchReport) -> None:
+    def _download(
+        self, levels: list[_Level], entries: list[FileEntry], report: FetchReport
+    ) -> None:
         """GET every entry from S3 (its pinned version), `requests` at once on one event
-        loop, each hashed while it is written. The loop runs in a thread of its own, so
-        that a caller inside an event loop (a notebook) can fetch too."""
+        loop, each hashed while it is written into every one of LEVELS. The loop runs in a
+        thread of its own, so that a caller inside an event loop (a notebook) can fetch."""
         with ThreadPoolExecutor(max_workers=1) as loop:
-            loop.submit(asyncio.run, self._get_all(level, entries, report)).result()
+            loop.submit(asyncio.run, self._get_all(levels, entries, report)).result()
 
-    async def _get_all(self, level: _Level, entries: list[FileEntry], report: FetchReport) -> None:
+    async def _get_all(
+        self, levels: list[_Level], entries: list[FileEntry], report: FetchReport
+    ) -> None:
         slots = asyncio.Semaphore(self.requests)
 
         async def get(entry: FileEntry) -> None:
             key = self.prefix + entry.path
+            dests = [level.dir / entry.path for level in levels]
             async with slots:
-                with _verified(level.dir / entry.path, entry, f"s3://{self.bucket}/{key}") as out:
+                with _verified(dests, entry, f"s3://{self.bucket}/{key}") as out:
                     async for chunk in self._chunks(key, entry.version_id):
                         if len(chunk) < _OFF_LOOP:
                             out.write(chunk)
@@ -351,6 +369,6 @@ class DatasetCache:
             finally:
                 Path(tmp_name).unlink(missing_ok=True)
         else:
-            with src.open("rb") as handle, _verified(dest, entry, str(src)) as out:
+            with src.open("rb") as handle, _verified([dest], entry, str(src)) as out:
                 shutil.copyfileobj(handle, out, CHUNK)
         report.add("from_shared")
