@@ -84,8 +84,11 @@ def _flock(path: Path) -> Iterator[None]:
 def _temporary(dest: Path) -> tuple[int, str]:
     """A new file of a unique name beside DEST. Not named after the pid: pods on one node
     share the cache, and in their own PID namespaces their processes often have one pid."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except FileNotFoundError:  # the first file of its directory
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
 
 
 def _write_atomically(dest: Path, data: bytes) -> None:
@@ -103,16 +106,14 @@ def _verified(dests: list[Path], entry: FileEntry, origin: str) -> Iterator[_Has
     """One writer to a temporary file beside each of DESTS; once the block ends, the size
     and sha256 of what it wrote are checked against ENTRY and each file renamed to its
     DEST. A failure leaves none of them."""
-    with ExitStack() as stack:
-        temps: list[tuple[Any, str, Path]] = []
-        for dest in dests:
-            fd, tmp_name = _temporary(dest)
-            stack.callback(Path(tmp_name).unlink, missing_ok=True)
-            temps.append((stack.enter_context(os.fdopen(fd, "wb")), tmp_name, dest))
-        hashing = _HashingWriter([raw for raw, _, _ in temps])
-        yield hashing
-        for raw, _, _ in temps:
-            raw.close()
+    temps: list[tuple[Any, str, Path]] = []
+    try:
+        with ExitStack() as stack:
+            for dest in dests:
+                fd, tmp_name = _temporary(dest)
+                temps.append((stack.enter_context(os.fdopen(fd, "wb")), tmp_name, dest))
+            hashing = _HashingWriter([raw for raw, _, _ in temps])
+            yield hashing
         if hashing.size != entry.size or hashing.hexdigest() != entry.sha256:
             raise ManifestError(
                 f"{origin}: got {hashing.size} bytes sha256 {hashing.hexdigest()[:12]}, "
@@ -120,6 +121,10 @@ def _verified(dests: list[Path], entry: FileEntry, origin: str) -> Iterator[_Has
             )
         for _, tmp_name, dest in temps:
             os.replace(tmp_name, dest)
+    except BaseException:
+        for _, tmp_name, _ in temps:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 class _HashingWriter:
