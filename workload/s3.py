@@ -96,7 +96,10 @@ def make_store(settings: S3Settings, bucket: str) -> S3Store:
     options: ClientConfig = {
         "allow_http": settings.endpoint.startswith("http://"),
         "connect_timeout": "10s",
-        "timeout": "120s",
+        # A stalled connection is found by its reads, as boto3's read_timeout does. The
+        # overall limit (30 s by default, body included) would cut a large file's GET.
+        "read_timeout": "120s",
+        "timeout": "6h",
     }
     if ca_file := os.environ.get("AWS_CA_BUNDLE"):
         try:

@@ -302,8 +302,11 @@ def test_a_missing_object_version_names_the_object(s3: Any, minio: Minio, tmp_pa
 
 
 def test_a_fetch_from_inside_an_event_loop(s3: Any, minio: Minio, tmp_path: Path) -> None:
-    # A notebook's code runs inside an event loop, where asyncio.run() is refused.
+    # A notebook's code runs inside an event loop, where asyncio.run() is refused. One
+    # file larger than a chunk: streamed, hashed and written off the loop.
     contents = make_tree(tmp_path / "src", files=4)
+    contents["large.bin"] = os.urandom(3 << 20)
+    (tmp_path / "src" / "large.bin").write_bytes(contents["large.bin"])
     publish(s3, tmp_path / "src", "tree", "v-in-loop")
 
     async def in_a_notebook() -> Path:
