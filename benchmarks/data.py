@@ -36,7 +36,7 @@ from typing import Any
 from benchmarks.common import Minio, Row, median_seconds, minio_binary, minio_server, seconds
 from workload.data import DatasetCache, publish
 from workload.data.manifest import FileEntry, Manifest, sha256_file
-from workload.s3 import S3Settings, ensure_bucket, make_client
+from workload.s3 import ensure_bucket, make_client
 
 # name: (files, bytes each)
 SHAPES = {"large": (48, 4 << 20), "small": (4096, 32 << 10)}
@@ -218,7 +218,7 @@ def main() -> list[Row]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp_name:
         tmp = Path(tmp_name)
         with minio_server(minio_binary(), tmp / "minio") as minio:
-            client = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+            client = make_client(minio.settings())
             ensure_bucket(client, "datasets", versioned=True)
             for name in SHAPES:
                 rows += bench_shape(Shape(minio, client, tmp, name))

@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmarks.common import Row, minio_binary, minio_server, mlflow_server, seconds
 from workload.model import SmallCNN
-from workload.s3 import S3Settings, ensure_bucket, make_client
+from workload.s3 import ensure_bucket, make_client
 from workload.tracking import Tracker
 
 # Rounds long enough that the flush closing each async round (its metrics delivered
@@ -48,7 +48,7 @@ def main() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with minio_server(minio_binary(), tmp / "minio") as minio:
-            s3 = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+            s3 = make_client(minio.settings())
             ensure_bucket(s3, "mlflow", versioned=False)
             with mlflow_server(minio, tmp, "mlflow") as url:
                 client = MlflowClient(url)

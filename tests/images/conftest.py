@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from workload.localservers import Minio, minio_server
-from workload.s3 import S3Settings, ensure_bucket, make_client
+from workload.s3 import ensure_bucket, make_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,6 +80,6 @@ def minio_binary() -> Path:
 def minio(minio_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
     """A throwaway MinIO on this host (the image tests need no sandbox)."""
     with minio_server(str(minio_binary), tmp_path_factory.mktemp("minio")) as server:
-        client = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
+        client = make_client(server.settings())
         ensure_bucket(client, "datasets", versioned=True)
         yield server

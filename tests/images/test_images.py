@@ -295,7 +295,7 @@ def test_published_dataset_trains_in_the_image(
     run, output = mlflow_run("publish", tmp_path, minio.env(), f"source={source}", "version=e2e")
     assert run.info.status == "FINISHED"
     assert "published s3://datasets/shapes/e2e/: 1 files" in output
-    s3 = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    s3 = make_client(minio.settings())
     stored = s3.get_object(Bucket="datasets", Key=f"shapes/e2e/{MANIFEST_NAME}")["Body"].read()
     assert Manifest.from_json(stored, "published manifest").digest == expected.digest
 

@@ -297,11 +297,11 @@ class DatasetCache:
                     lambda e: self._copy(source, level, e, e.path in just_hashed, report),
                     copies,
                 )
-                written_above, hashed = here, hashed | {e.path for e in missing}
+                written_above = here
             elif missing:
                 self._download([level, *above], missing, report)
                 written_above = {e.path for e in missing}
-                hashed |= written_above
+            hashed |= {e.path for e in missing}
             if trusted != {e.path for e in wanted}:
                 for entry in wanted:
                     stamps[entry.path] = level.stat_key(level.dir / entry.path)

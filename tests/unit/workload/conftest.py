@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from workload.localservers import Minio, minio_server, mlflow_server
-from workload.s3 import S3Settings, ensure_bucket, make_client
+from workload.s3 import ensure_bucket, make_client
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
     if not Path(binary).is_file():
         pytest.fail(f"LABSTACK_MINIO_BIN={binary} does not exist: `make unit` builds it")
     with minio_server(binary, tmp_path_factory.mktemp("minio")) as server:
-        client = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
+        client = make_client(server.settings())
         for bucket in ("datasets", "mlflow"):
             ensure_bucket(client, bucket, versioned=bucket == "datasets")
         yield server
@@ -49,4 +49,4 @@ def s3_env(minio: Minio, monkeypatch: pytest.MonkeyPatch) -> Minio:
 
 @pytest.fixture
 def s3(minio: Minio) -> Any:
-    return make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    return make_client(minio.settings())

@@ -283,7 +283,7 @@ def test_wrong_credentials_name_the_endpoint(minio: Minio) -> None:
         S3AccessError, match=f"S3 endpoint {minio.endpoint} rejected the credentials"
     ):
         check_access(bad, "datasets")
-    good = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    good = make_client(minio.settings())
     with pytest.raises(S3AccessError, match="has no bucket 'absent'"):
         check_access(good, "absent")
 
@@ -373,7 +373,7 @@ def test_tar_dataset_in_dataloader_workers(tmp_path: Path) -> None:
 
 def test_list_and_show_name_the_published_versions(minio: Minio, tmp_path: Path) -> None:
     bucket = "catalog"
-    client = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    client = make_client(minio.settings())
     ensure_bucket(client, bucket, versioned=True)
     make_tree(tmp_path / "tree")
     first = publish(client, tmp_path / "tree", "alpha", "v1", bucket=bucket)

@@ -26,7 +26,7 @@ from workload.config import TrainConfig
 from workload.credentials import FETCHED
 from workload.data import Manifest, publish
 from workload.localservers import Minio, free_port, minio_server, mlflow_server
-from workload.s3 import S3Settings, ensure_bucket, make_client
+from workload.s3 import ensure_bucket, make_client
 from workload.shapes import write_tar
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,11 +59,11 @@ def webhook() -> Iterator[tuple[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def shapes(minio: Minio, tmp_path_factory: pytest.TempPathFactory) -> Manifest:
-    from workload.s3 import S3Settings, make_client
+    from workload.s3 import make_client
 
     root = tmp_path_factory.mktemp("shapes")
     write_tar(root / "src" / "shapes.tar", train=256, val=64, size=40, seed=0)
-    client = make_client(S3Settings(minio.endpoint, minio.access_key, minio.secret_key))
+    client = make_client(minio.settings())
     return publish(client, root / "src", "shapes", "itest")
 
 
@@ -267,7 +267,7 @@ def test_checkpoints_wait_on_local_disk_while_minio_is_down(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     binary = os.environ["LABSTACK_MINIO_BIN"]
     with minio_server(binary, tmp_path / "minio") as server:
-        s3 = make_client(S3Settings(server.endpoint, server.access_key, server.secret_key))
+        s3 = make_client(server.settings())
         ensure_bucket(s3, "mlflow", versioned=False)
     (tmp_path / "mlflow").mkdir()
     with mlflow_server(server, tmp_path / "mlflow", "mlflow") as url:  # MinIO is down
